@@ -1,0 +1,59 @@
+"""Typed errors, each with the stable CLI exit code of SPEC §6."""
+
+from __future__ import annotations
+
+
+class SwarmError(Exception):
+    """Base of every error the swarm raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(SwarmError, ValueError):
+    """The request was refused before anything was written."""
+
+    exit_code = 2
+
+
+class ClaimConflict(SwarmError):
+    """Another agent holds the item."""
+
+    exit_code = 3
+
+    def __init__(self, work_id: str, holder: str | None, detail: str = "") -> None:
+        self.work_id = work_id
+        self.holder = holder
+        held = f"is held by {holder}" if holder else "is not claimable"
+        super().__init__(f"{work_id} {held}{detail}")
+
+
+class NotFound(SwarmError, LookupError):
+    """No such work item or agent."""
+
+    exit_code = 4
+
+
+class NotOwner(SwarmError):
+    """The caller does not hold the item's claim."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
+class LeaseLost(NotOwner):
+    """The caller held the item, but its lease expired or a newer claim superseded it."""
+
+
+class InvalidTransition(SwarmError):
+    """The item's status does not allow the operation (e.g. completing a completed item)."""
+
+    exit_code = 6
+
+
+class RedisUnavailable(SwarmError, ConnectionError):
+    """Redis could not be reached; the message names the URL without its password."""
+
+    exit_code = 7

@@ -1,0 +1,100 @@
+"""The one place that builds Redis keys: the whole key namespace reads on this screen.
+
+Every key of a ledger carries the same hash tag, ``{<prefix>}``, so the multi-key Lua
+scripts (an item, its claim, the registries and the stream, written in one atomic step)
+never cross a Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swarm.models import Role, Status
+
+DEFAULT_PREFIX = "swarm"  # the namespace tag; tests and tenants use their own
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one ledger namespace."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.prefix + "}"
+
+    @property
+    def item_prefix(self) -> str:
+        return f"{self.tag}:item:"
+
+    @property
+    def claim_prefix(self) -> str:
+        return f"{self.tag}:claim:"
+
+    @property
+    def agent_prefix(self) -> str:
+        return f"{self.tag}:agent:"
+
+    def item(self, work_id: str) -> str:
+        """Hash: the work item's fields."""
+        return self.item_prefix + work_id
+
+    def claim(self, work_id: str) -> str:
+        """String: the holder's agent id, set with NX PX; it exists exactly while a lease is live."""
+        return self.claim_prefix + work_id
+
+    def status(self, status: str) -> str:
+        """Sorted set: ids in that status, scored by last update (ms)."""
+        return f"{self.tag}:status:{status}"
+
+    def ready(self, role: str) -> str:
+        """Sorted set: pending ids of a role, scored by priority rank; ties sort by id (age)."""
+        return f"{self.tag}:ready:{role}"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set: claimed ids scored by lease expiry (ms, Redis server clock)."""
+        return f"{self.tag}:leases"
+
+    @property
+    def fence(self) -> str:
+        """Counter: the source of fencing tokens (INCR, never a clock)."""
+        return f"{self.tag}:fence"
+
+    @property
+    def events(self) -> str:
+        """Capped stream: every transition."""
+        return f"{self.tag}:events"
+
+    @property
+    def velocity(self) -> str:
+        """Hash: completed points per team."""
+        return f"{self.tag}:velocity"
+
+    def agent(self, agent_id: str) -> str:
+        """Hash: an agent's record and live metrics."""
+        return self.agent_prefix + agent_id
+
+    @property
+    def agents(self) -> str:
+        """Sorted set: agent ids scored by last heartbeat (ms)."""
+        return f"{self.tag}:agents"
+
+    def script_keys(self) -> tuple[str, ...]:
+        """The KEYS every ledger script receives, in the order ``lua/_lib.lua`` reads them.
+
+        Scripts append ids to the three prefixes; everything else is a whole key.
+        """
+        return (
+            self.item_prefix,
+            self.claim_prefix,
+            self.agent_prefix,
+            self.fence,
+            self.leases,
+            self.events,
+            self.velocity,
+            self.agents,
+            *(self.status(s) for s in Status),
+            *(self.ready(r) for r in Role),
+        )

@@ -1,0 +1,345 @@
+"""The work ledger (SPEC §5): atomic, fenced claims over Redis, one Lua script per write."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+
+from swarm import codec, validation
+from swarm.connection import CONNECTION_ERRORS, client_from_url, client_url, unavailable
+from swarm.errors import NotFound, SwarmError
+from swarm.ids import new_work_id
+from swarm.keys import Keys
+from swarm.models import Agent, Event, Priority, Role, Status, WorkItem
+from swarm.scripts import Scripts
+from swarm.settings import Settings, get_settings
+
+REAP_BATCH = 500  # expired leases handled per reaper pass; the rest wait for the next pass
+
+
+class Ledger:
+    """Every read and write of work items, agents and events.
+
+    Writes by a holder (``heartbeat``, ``progress``, ``complete``, ``fail``, ``release``) take
+    the holder's agent id and, optionally, the fencing token its claim returned; a caller that no
+    longer holds a live lease gets ``NotOwner`` or ``LeaseLost`` and nothing changes.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings | None = None) -> None:
+        self.client = client
+        self.settings = settings or get_settings()
+        self.keys = Keys(self.settings.key_prefix)
+        self._scripts = Scripts(client)
+        self._script_keys = list(self.keys.script_keys())
+        self._events_cap = str(self.settings.events_max_len)
+        self._lease_ms = validation.lease_ms(self.settings.lease_seconds)
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings | None = None) -> Ledger:
+        settings = settings or get_settings()
+        return cls(client_from_url(url, socket_timeout=settings.socket_timeout), settings)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, script: str, *args: str | int, agent: str | None = None) -> list[Any]:
+        """Runs one script in one round trip; refusals become typed errors."""
+        try:
+            reply: list[Any] = self._scripts[script](self._script_keys, [self._events_cap, *args])
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(client_url(self.client), exc) from None
+        if reply[0] == "err":
+            raise codec.refusal(reply, agent)
+        return reply
+
+    def _item(self, script: str, *args: str | int, agent: str | None = None) -> WorkItem:
+        return codec.item_from_hash(codec.pairs(self._call(script, *args, agent=agent)[1]))
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(client_url(self.client), exc) from None
+
+    def _lease(self, seconds: float | None) -> int:
+        return self._lease_ms if seconds is None else validation.lease_ms(seconds)
+
+    @staticmethod
+    def _fence(fence: int | None) -> str:
+        checked = validation.fence(fence)
+        return "" if checked is None else str(checked)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        description: str = "",
+        *,
+        payload: dict[str, Any] | None = None,
+        role: Role | str | None = None,
+        team: str | None = None,
+        priority: Priority | str | None = None,
+        points: int | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+        workflow: str | None = None,
+        stage: str | None = None,
+        artifacts: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        claim_for: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> WorkItem:
+        """Adds a pending item; with ``claim_for`` it is claimed for that agent in the same step."""
+        s = self.settings
+        cap = s.description_max_bytes
+        fields: list[str | int] = [
+            "type", validation.work_type(type),
+            "description", validation.description(description, cap),
+            "payload", validation.json_object(payload or {}, "payload", cap),
+            "role", validation.enum_value(Role, role or s.default_role, "role").value,
+            "team", validation.team(team or s.default_team),
+            "priority", validation.enum_value(Priority, priority or s.default_priority, "priority").value,
+            "points", validation.points(s.default_points if points is None else points),
+            "max_attempts", validation.positive_int(max_attempts or s.max_attempts, "max_attempts"),
+            "trace_id", validation.trace_id(trace_id) if trace_id else secrets.token_hex(16),
+            "artifacts", validation.json_object(artifacts or {}, "artifacts", cap),
+        ]  # fmt: skip
+        for name, value in (("parent_id", parent_id), ("workflow", workflow), ("stage", stage)):
+            if value is not None:
+                fields += [name, validation.work_id(value) if name == "parent_id" else validation.work_type(value)]
+        agent = validation.agent_id(claim_for) if claim_for is not None else ""
+        lease = self._lease(lease_seconds)
+        return self._item("submit", new_work_id(), agent, lease, *fields, agent=agent or None)
+
+    def claim(self, work_id: str, agent_id: str, *, lease_seconds: float | None = None) -> WorkItem:
+        """Claims one pending item; another holder makes it a ``ClaimConflict`` naming them."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        return self._item("claim", wid, agent, self._lease(lease_seconds), agent=agent)
+
+    def claim_next(
+        self, role: Role | str, agent_id: str, *, lease_seconds: float | None = None
+    ) -> WorkItem | None:
+        """Claims the role's most urgent pending item (priority, then age), or returns None."""
+        checked_role = validation.enum_value(Role, role, "role")
+        agent = validation.agent_id(agent_id)
+        reply = self._call("claim_next", checked_role.value, agent, self._lease(lease_seconds), agent=agent)
+        if reply[0] == "none":
+            return None
+        return codec.item_from_hash(codec.pairs(reply[1]))
+
+    def heartbeat(
+        self, work_id: str, agent_id: str, *, fence: int | None = None, lease_seconds: float | None = None
+    ) -> WorkItem:
+        """Renews the holder's lease; the returned item says whether a cancel was requested."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        return self._item("heartbeat", wid, agent, self._fence(fence), self._lease(lease_seconds), agent=agent)
+
+    def progress(
+        self, work_id: str, agent_id: str, percent: int | str, note: str = "", *, fence: int | None = None
+    ) -> WorkItem:
+        """Records progress (0-100) and a note; it also renews the lease."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        pct, text = validation.percent(percent), validation.note(note)
+        return self._item("progress", wid, agent, self._fence(fence), pct, text, self._lease_ms, agent=agent)
+
+    def complete(
+        self,
+        work_id: str,
+        agent_id: str,
+        *,
+        fence: int | None = None,
+        result: Any = None,
+        points: int | None = None,
+    ) -> WorkItem:
+        """Completes the item once; its points join the team's velocity once."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        result_text = "" if result is None else validation.json_text(result, "result", self.settings.description_max_bytes)
+        points_text = "" if points is None else str(validation.points(points))
+        return self._item("finish", wid, agent, self._fence(fence), "completed", result_text, "", points_text, "0", agent=agent)
+
+    def fail(
+        self, work_id: str, agent_id: str, error: str, *, fence: int | None = None, retry: bool = False
+    ) -> WorkItem:
+        """Fails the item; with ``retry`` it goes back to pending (attempts + 1), or dead past max_attempts."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        text = validation.note(error)
+        return self._item("finish", wid, agent, self._fence(fence), "failed", "", text, "", "1" if retry else "0", agent=agent)
+
+    def release(self, work_id: str, agent_id: str, *, fence: int | None = None) -> WorkItem:
+        """Gives the item back to pending (or cancelled, if a cancel was requested meanwhile)."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        return self._item("release", wid, agent, self._fence(fence), agent=agent)
+
+    def cancel(self, work_id: str, agent_id: str | None = None) -> WorkItem:
+        """Cancels a pending item now, or asks the holder of a running one to stop."""
+        wid = validation.work_id(work_id)
+        actor = validation.agent_id(agent_id) if agent_id else ""
+        return self._item("cancel", wid, actor, agent=actor or None)
+
+    def reap(self, limit: int = REAP_BATCH) -> list[tuple[str, Status]]:
+        """Returns items whose leases expired to pending (or dead past max_attempts).
+
+        Safe to run from many processes at once: each item is re-checked atomically, so an item
+        is reaped once and a lease renewed meanwhile is left alone.
+        """
+        seconds, micros = self._read(self.client.time)
+        now_ms = seconds * 1000 + micros // 1000
+        expired: list[str] = self._read(self.client.zrangebyscore, self.keys.leases, "-inf", now_ms, 0, limit)
+        if not expired:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        script = self._scripts["reap"]
+        for wid in expired:
+            script(self._script_keys, [self._events_cap, wid], client=pipe)
+        replies: list[list[Any]] = self._read(pipe.execute)
+        return [(wid, Status(r[1])) for wid, r in zip(expired, replies, strict=True) if r[0] == "reaped"]
+
+    def register_agent(
+        self,
+        agent_id: str,
+        *,
+        role: Role | str | None = None,
+        team: str | None = None,
+        capacity: int = 1,
+        specialization: str = "",
+        host: str = "",
+        pid: int | None = None,
+    ) -> Agent:
+        """Registers an agent (or updates its record); its metrics are kept."""
+        agent = validation.agent_id(agent_id)
+        fields: list[str | int] = [
+            "team", validation.team(team or self.settings.default_team),
+            "capacity", validation.positive_int(capacity, "capacity"),
+            "specialization", validation.note(specialization),
+            "host", host,
+        ]  # fmt: skip
+        if role is not None:
+            fields += ["role", validation.enum_value(Role, role, "role").value]
+        if pid is not None:
+            fields += ["pid", validation.positive_int(pid, "pid")]
+        reply = self._call("register_agent", agent, *fields)
+        return codec.agent_from_hash(codec.pairs(reply[1]))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, work_id: str) -> WorkItem:
+        fields: dict[str, str] = self._read(self.client.hgetall, self.keys.item(validation.work_id(work_id)))
+        if not fields:
+            raise NotFound(f"no work item {work_id}")
+        return codec.item_from_hash(fields)
+
+    def list(
+        self,
+        status: Status | str | None = None,
+        *,
+        role: Role | str | None = None,
+        team: str | None = None,
+        limit: int = 100,
+    ) -> list[WorkItem]:
+        """Items from the status registries, newest update first (pending by role: next first).
+
+        Reads registries, never the keyspace; role and team filter the registry pages.
+        """
+        wanted_status = validation.enum_value(Status, status, "status") if status else None
+        wanted_role = validation.enum_value(Role, role, "role") if role else None
+        wanted_team = validation.team(team) if team else None
+        validation.positive_int(limit, "limit")
+        found: list[WorkItem] = []
+        for ids in self._id_pages(wanted_status, wanted_role, max(limit, 100)):
+            for item in self._fetch(ids):
+                if (wanted_role is None or item.role == wanted_role) and (
+                    wanted_team is None or item.team == wanted_team
+                ):
+                    found.append(item)
+                    if len(found) == limit:
+                        return found
+        return found
+
+    def _id_pages(self, status: Status | None, role: Role | None, page: int) -> Iterator[list[str]]:
+        if status is Status.PENDING and role is not None:
+            key, reverse = self.keys.ready(role), False
+        elif status is not None:
+            key, reverse = self.keys.status(status), True
+        else:
+            yield from self._all_statuses_pages(page)
+            return
+        start = 0
+        while True:
+            ids: list[str] = self._read(self.client.zrange, key, start, start + page - 1, reverse)
+            if not ids:
+                return
+            yield ids
+            start += page
+
+    def _all_statuses_pages(self, page: int) -> Iterator[list[str]]:
+        """Merges every registry by update time, newest first."""
+        start = 0
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            for s in Status:
+                pipe.zrange(self.keys.status(s), 0, start + page - 1, desc=True, withscores=True)
+            rows: list[list[tuple[str, float]]] = self._read(pipe.execute)
+            merged = sorted((pair for row in rows for pair in row), key=lambda p: p[1], reverse=True)
+            ids = [wid for wid, _ in merged[start : start + page]]
+            if not ids:
+                return
+            yield ids
+            start += page
+
+    def _fetch(self, ids: Sequence[str]) -> list[WorkItem]:
+        pipe = self.client.pipeline(transaction=False)
+        for wid in ids:
+            pipe.hgetall(self.keys.item(wid))
+        rows: list[dict[str, str]] = self._read(pipe.execute)
+        return [codec.item_from_hash(row) for row in rows if row]
+
+    def counts(self) -> dict[Status, int]:
+        """How many items are in each status (one ZCARD per registry)."""
+        pipe = self.client.pipeline(transaction=False)
+        for s in Status:
+            pipe.zcard(self.keys.status(s))
+        return dict(zip(Status, self._read(pipe.execute), strict=True))
+
+    def velocity(self) -> dict[str, int]:
+        """Completed points per team."""
+        raw: dict[str, str] = self._read(self.client.hgetall, self.keys.velocity)
+        return {team: int(points) for team, points in raw.items()}
+
+    def agent(self, agent_id: str) -> Agent:
+        fields: dict[str, str] = self._read(self.client.hgetall, self.keys.agent(validation.agent_id(agent_id)))
+        if not fields:
+            raise NotFound(f"no agent {agent_id}")
+        return codec.agent_from_hash(fields)
+
+    def agents(self) -> list[Agent]:
+        """Every agent, most recently seen first."""
+        ids: list[str] = self._read(self.client.zrange, self.keys.agents, 0, -1, True)
+        pipe = self.client.pipeline(transaction=False)
+        for aid in ids:
+            pipe.hgetall(self.keys.agent(aid))
+        return [codec.agent_from_hash(row) for row in self._read(pipe.execute) if row]
+
+    def events(self, count: int = 100, *, after: str | None = None) -> list[Event]:
+        """The last ``count`` events, oldest first; or up to ``count`` after the entry ``after``."""
+        validation.positive_int(count, "count")
+        if after is None:
+            entries = list(reversed(self._read(self.client.xrevrange, self.keys.events, "+", "-", count)))
+        else:
+            entries = self._read(self.client.xrange, self.keys.events, f"({after}", "+", count)
+        return [codec.event_from_entry(eid, fields) for eid, fields in entries]
+
+    def follow(self, *, after: str = "$", block_ms: int = 1000) -> Iterator[Event]:
+        """Yields events as they are appended, forever (Ctrl-C to stop)."""
+        last = after
+        while True:
+            reply = self._read(self.client.xread, {self.keys.events: last}, 100, block_ms)
+            for _stream, entries in reply or []:
+                for eid, fields in entries:
+                    last = eid
+                    yield codec.event_from_entry(eid, fields)
+
+
+__all__ = ["Ledger", "SwarmError"]

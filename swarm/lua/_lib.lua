@@ -1,0 +1,171 @@
+-- Shared prelude, prepended to every ledger script when it is loaded.
+--
+-- KEYS are the same for every script (Keys.script_keys() builds them, in this order), so the
+-- scripts never build a key themselves: ids are appended to the prefixes Keys hands over, and
+-- every key carries the namespace hash tag, so all of them live in one Redis Cluster slot.
+-- ARGV[1] is the event stream's approximate cap; each script's own arguments follow.
+local ITEM_PREFIX, CLAIM_PREFIX, AGENT_PREFIX = KEYS[1], KEYS[2], KEYS[3]
+local FENCE, LEASES, EVENTS, VELOCITY, AGENTS = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local STATUS_KEY = {
+  pending = KEYS[9], claimed = KEYS[10], in_progress = KEYS[11], completed = KEYS[12],
+  failed = KEYS[13], cancelled = KEYS[14], dead = KEYS[15],
+}
+local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], qa = KEYS[19], devops = KEYS[20] }
+local EVENTS_MAX_LEN = ARGV[1]
+local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
+local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
+local HELD = { claimed = true, in_progress = true }
+
+-- Times come from the Redis server clock, so every host agrees on them.
+-- Microseconds since the epoch fit a Lua double exactly (< 2^53); '%.0f' avoids 1e+15 notation.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function ms(us)
+  return math.floor(us / 1000)
+end
+
+-- Appends one event to the capped stream; empty fields are left out.
+local function emit(event, id, agent, fence, trace, status, detail)
+  local entry = { 'event', event }
+  local function add(k, v)
+    if v and v ~= '' then
+      entry[#entry + 1] = k
+      entry[#entry + 1] = tostring(v)
+    end
+  end
+  add('work_id', id)
+  add('agent_id', agent)
+  add('fence', fence)
+  add('trace_id', trace)
+  add('status', status)
+  add('detail', detail)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAX_LEN, '*', unpack(entry))
+end
+
+-- Moves an item between status registries (one sorted set per status, scored by update time).
+local function move(id, from, to, now)
+  if from then
+    redis.call('ZREM', STATUS_KEY[from], id)
+  end
+  redis.call('ZADD', STATUS_KEY[to], ms(now), id)
+end
+
+local function make_ready(ik, id)
+  local f = redis.call('HMGET', ik, 'role', 'priority')
+  redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
+end
+
+local function unready(ik, id)
+  redis.call('ZREM', READY_KEY[redis.call('HGET', ik, 'role')], id)
+end
+
+local function ok_item(ik)
+  return { 'ok', redis.call('HGETALL', ik) }
+end
+
+-- Touches the agent's record: it exists from its first claim on, even if never registered.
+local function touch_agent(agent, role, team, now, status)
+  local ak = AGENT_PREFIX .. agent
+  if redis.call('EXISTS', ak) == 0 then
+    redis.call('HSET', ak, 'id', agent, 'role', role, 'team', team, 'capacity', 1,
+      'completed', 0, 'failed', 0, 'duration_total_us', 0)
+  end
+  redis.call('HSET', ak, 'status', status, 'last_heartbeat', fmt(now))
+  redis.call('ZADD', AGENTS, ms(now), agent)
+end
+
+-- The claim itself: SET NX PX on the item's claim key, then a fencing token from INCR.
+-- Only a pending item is claimable; a held one names its holder.
+local function do_claim(id, agent, lease_ms, now)
+  local ik = ITEM_PREFIX .. id
+  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'role', 'team', 'trace_id')
+  local st = f[1]
+  if not st then
+    return { 'err', 'not_found', id }
+  end
+  if HELD[st] then
+    local live = redis.call('EXISTS', CLAIM_PREFIX .. id) == 1
+    return { 'err', 'conflict', id, f[2] or '', live and 'live' or 'expired' }
+  end
+  if st ~= 'pending' then
+    return { 'err', 'transition', id, st, 'claim' }
+  end
+  local ck = CLAIM_PREFIX .. id
+  if not redis.call('SET', ck, agent, 'NX', 'PX', lease_ms) then
+    return { 'err', 'conflict', id, redis.call('GET', ck) or '', 'live' }
+  end
+  local fence = redis.call('INCR', FENCE)
+  local expires = now + lease_ms * 1000
+  redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
+    'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires))
+  redis.call('ZREM', READY_KEY[f[3]], id)
+  move(id, 'pending', 'claimed', now)
+  redis.call('ZADD', LEASES, ms(expires), id)
+  touch_agent(agent, f[3], f[4], now, 'active')
+  emit('claimed', id, agent, fence, f[5], 'claimed', '')
+  return ok_item(ik)
+end
+
+-- Checks that `agent` (with `fence`, when given) holds the item's live lease.
+-- Returns nil when it does, else the error reply. A caller whose own token is older than the
+-- item's, or whose lease ran out, has lost its lease; anyone else is simply not the owner.
+local function check_holder(id, agent, fence, op)
+  local ik = ITEM_PREFIX .. id
+  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'fence')
+  local st, owner, cur = f[1], f[2], tonumber(f[3])
+  if not st then
+    return { 'err', 'not_found', id }
+  end
+  if TERMINAL[st] then
+    return { 'err', 'transition', id, st, op }
+  end
+  local given = tonumber(fence)
+  local superseded = given ~= nil and cur ~= nil and given < cur
+  if st == 'pending' then
+    if given ~= nil then
+      return { 'err', 'lease_lost', id, 'its lease expired and the item went back to pending' }
+    end
+    return { 'err', 'not_owner', id, '', 'it is not claimed' }
+  end
+  local holder = redis.call('GET', CLAIM_PREFIX .. id)
+  if not holder then
+    if owner == agent and (given == nil or given == cur) then
+      return { 'err', 'lease_lost', id, 'its lease expired' }
+    end
+    return { 'err', 'not_owner', id, owner or '', 'its lease expired' }
+  end
+  if holder ~= agent then
+    if superseded then
+      return { 'err', 'lease_lost', id, 'a newer claim (fence ' .. cur .. ') superseded it' }
+    end
+    return { 'err', 'not_owner', id, holder, '' }
+  end
+  if given ~= nil and given ~= cur then
+    return { 'err', 'lease_lost', id, 'fence ' .. given .. ' is not the current claim (fence ' .. cur .. ')' }
+  end
+  return nil
+end
+
+-- Renews the holder's lease: the claim key's PX and the lease registry move together.
+local function renew(id, lease_ms, now)
+  local expires = now + lease_ms * 1000
+  redis.call('PEXPIRE', CLAIM_PREFIX .. id, lease_ms)
+  redis.call('ZADD', LEASES, ms(expires), id)
+  redis.call('HSET', ITEM_PREFIX .. id, 'lease_expires_at', fmt(expires))
+end
+
+-- Ends a holder's tenure: drops the claim and the lease. The last fence stays on the item so a
+-- stale holder can still be told that it lost its lease; agent_id stays on a finished item (who
+-- did it) and is cleared by callers that return the item to pending.
+local function drop_claim(ik, id)
+  redis.call('DEL', CLAIM_PREFIX .. id)
+  redis.call('ZREM', LEASES, id)
+  redis.call('HDEL', ik, 'lease_expires_at')
+end

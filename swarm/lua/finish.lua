@@ -1,0 +1,59 @@
+-- The holder finishes its item: complete (success) or fail. A retryable failure goes back to
+-- pending with attempts + 1, or dead once attempts reach max_attempts.
+-- Velocity is added here, inside the same step that leaves 'claimed', so it is counted once.
+-- ARGV: [2] id, [3] agent, [4] fence or '', [5] outcome 'completed'|'failed',
+--       [6] result JSON or '', [7] error or '', [8] points override or '', [9] retry '1'|'0'.
+local id, agent = ARGV[2], ARGV[3]
+local outcome = ARGV[5]
+local refused = check_holder(id, agent, ARGV[4], outcome == 'completed' and 'complete' or 'fail')
+if refused then
+  return refused
+end
+local now = now_us()
+local ik = ITEM_PREFIX .. id
+local f = redis.call('HMGET', ik, 'status', 'fence', 'trace_id', 'team', 'points', 'claimed_at',
+  'attempts', 'max_attempts', 'cancel_requested')
+local st, fence, trace, team = f[1], f[2], f[3], f[4]
+drop_claim(ik, id)
+local to = outcome
+if outcome == 'completed' then
+  local points = ARGV[8] ~= '' and ARGV[8] or f[5]
+  redis.call('HSET', ik, 'status', 'completed', 'progress', 100, 'points', points,
+    'completed_at', fmt(now), 'updated_at', fmt(now))
+  if ARGV[6] ~= '' then
+    redis.call('HSET', ik, 'result', ARGV[6])
+  end
+  redis.call('HINCRBY', VELOCITY, team, points)
+else
+  redis.call('HSET', ik, 'error', ARGV[7], 'updated_at', fmt(now))
+  if ARGV[9] == '1' then
+    local attempts = tonumber(f[7]) + 1
+    redis.call('HSET', ik, 'attempts', attempts)
+    if f[9] == '1' then
+      to = 'cancelled'
+    elseif attempts >= tonumber(f[8]) then
+      to = 'dead'
+    else
+      to = 'pending'
+    end
+  end
+  if to == 'pending' then
+    redis.call('HSET', ik, 'status', 'pending')
+    redis.call('HDEL', ik, 'agent_id')
+    make_ready(ik, id)
+  else
+    redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
+  end
+end
+move(id, st, to, now)
+-- The agent's live metrics: counts and the total time from claim to finish.
+local ak = AGENT_PREFIX .. agent
+redis.call('HINCRBY', ak, outcome == 'completed' and 'completed' or 'failed', 1)
+redis.call('HINCRBY', ak, 'duration_total_us', now - tonumber(f[6]))
+redis.call('HSET', ak, 'status', 'idle', 'last_heartbeat', fmt(now))
+redis.call('ZADD', AGENTS, ms(now), agent)
+emit(outcome, id, agent, fence, trace, to, outcome == 'failed' and ARGV[7] or '')
+if to == 'dead' or to == 'cancelled' then
+  emit(to, id, agent, fence, trace, to, '')
+end
+return ok_item(ik)

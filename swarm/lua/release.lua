@@ -1,0 +1,26 @@
+-- The holder gives its item back: pending again (attempts unchanged), or cancelled when a
+-- cancel was requested while it ran. ARGV: [2] id, [3] agent, [4] fence or ''.
+local id, agent = ARGV[2], ARGV[3]
+local refused = check_holder(id, agent, ARGV[4], 'release')
+if refused then
+  return refused
+end
+local now = now_us()
+local ik = ITEM_PREFIX .. id
+local f = redis.call('HMGET', ik, 'status', 'fence', 'trace_id', 'cancel_requested')
+drop_claim(ik, id)
+local to = f[4] == '1' and 'cancelled' or 'pending'
+redis.call('HSET', ik, 'status', to, 'updated_at', fmt(now))
+if to == 'pending' then
+  redis.call('HDEL', ik, 'agent_id')
+  make_ready(ik, id)
+else
+  redis.call('HSET', ik, 'completed_at', fmt(now))
+end
+move(id, f[1], to, now)
+redis.call('HSET', AGENT_PREFIX .. agent, 'status', 'idle')
+emit('released', id, agent, f[2], f[3], to, '')
+if to == 'cancelled' then
+  emit('cancelled', id, agent, f[2], f[3], to, '')
+end
+return ok_item(ik)

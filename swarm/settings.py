@@ -1,0 +1,65 @@
+"""Typed settings: ``SWARM_*`` environment variables, then ``swarm.toml``, then defaults."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from swarm.models import Priority, Role
+
+DEFAULT_LEASE_SECONDS = 30.0  # a holder must heartbeat within this, or its item is reaped
+DEFAULT_MAX_ATTEMPTS = 3  # tries per item before it goes dead
+DEFAULT_DESCRIPTION_MAX_BYTES = 1024 * 1024  # 1 MiB of UTF-8; larger is refused
+DEFAULT_EVENTS_MAX_LEN = 100_000  # the event stream is trimmed to about this many entries
+CONFIG_ENV = "SWARM_CONFIG"  # path of a swarm.toml; default ./swarm.toml when present
+
+
+class Settings(BaseSettings):
+    """Everything the swarm reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SWARM_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "SWARM_REDIS_URL")
+    )
+    key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0, le=86_400)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
+    description_max_bytes: int = Field(default=DEFAULT_DESCRIPTION_MAX_BYTES, ge=1)
+    events_max_len: int = Field(default=DEFAULT_EVENTS_MAX_LEN, ge=100)
+    agent_id: str | None = None
+    default_team: str = "core"
+    default_role: Role = Role.DEVELOPER
+    default_priority: Priority = Priority.MEDIUM
+    default_points: int = Field(default=1, ge=0)
+    socket_timeout: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_ENV, "swarm.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
