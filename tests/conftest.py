@@ -1,0 +1,84 @@
+"""Shared fixtures: a real Redis for integration tests, fakeredis for unit tests.
+
+The real Redis is ``REDIS_URL`` when set, else 127.0.0.1:6379 when it answers, else the
+project's embedded default. Every test gets its own key prefix, so tests never see each
+other's data and never flush a shared server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+import redis
+
+from swarm.embedded import embedded_redis
+from swarm.ledger import Ledger
+from swarm.settings import Settings
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The real Redis every integration test uses."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+    elif _answers(LOCAL_REDIS):
+        yield LOCAL_REDIS
+    else:
+        with embedded_redis() as target:
+            yield target.url
+
+
+def _drop_namespace(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def settings(prefix: str) -> Settings:
+    return Settings(key_prefix=prefix, redis_url=None)
+
+
+@pytest.fixture
+def real_redis(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    with contextlib.suppress(redis.exceptions.RedisError):
+        _drop_namespace(client, prefix)
+    client.close()
+
+
+@pytest.fixture
+def ledger(real_redis: redis.Redis, settings: Settings) -> Ledger:
+    """A ledger on the real Redis, in this test's own namespace."""
+    return Ledger(real_redis, settings)
+
+
+@pytest.fixture
+def fake_ledger(settings: Settings) -> Ledger:
+    """A ledger on fakeredis (with Lua), for fast unit tests."""
+    server = fakeredis.FakeServer()
+    return Ledger(fakeredis.FakeRedis(server=server, decode_responses=True), settings)
