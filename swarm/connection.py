@@ -55,4 +55,6 @@ def client_url(client: redis.Redis) -> str:
     scheme = "rediss" if client.connection_pool.connection_class.__name__ == "SSLConnection" else "redis"
     user = kwargs.get("username")
     auth = f"{user}:***@" if user else (":***@" if kwargs.get("password") else "")
-    return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return (
+        f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    )

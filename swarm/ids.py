@@ -16,39 +16,39 @@ NODE_HEX_DIGITS = 12  # 48 bits: a same-nanosecond collision across two processe
 
 _ID_RE = re.compile(r"^(work|agent)_(\d{19})_([0-9a-f]{12})$")
 
-_lock = threading.Lock()
-_last_ns = 0
-_node = ""
+
+class _Clock:
+    """A per-process strictly increasing nanosecond clock and this process's node suffix."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.node = os.urandom(NODE_HEX_DIGITS // 2).hex()
+        self._last = 0
+
+    def next_ns(self) -> int:
+        with self._lock:
+            ns = time.time_ns()
+            if ns <= self._last:
+                ns = self._last + 1
+            self._last = ns
+            return ns
 
 
-def _new_node() -> None:
-    global _node, _last_ns
-    _node = os.urandom(NODE_HEX_DIGITS // 2).hex()
-    _last_ns = 0
-
-
-_new_node()
-os.register_at_fork(after_in_child=_new_node)
-
-
-def _next_ns() -> int:
-    global _last_ns
-    with _lock:
-        ns = time.time_ns()
-        if ns <= _last_ns:
-            ns = _last_ns + 1
-        _last_ns = ns
-        return ns
+_clock = _Clock()
+os.register_at_fork(after_in_child=_clock.reset)
 
 
 def new_work_id() -> str:
     """A new, unique, time-sortable work id."""
-    return f"work_{_next_ns():019d}_{_node}"
+    return f"work_{_clock.next_ns():019d}_{_clock.node}"
 
 
 def new_agent_id() -> str:
     """A new, unique, time-sortable agent id."""
-    return f"agent_{_next_ns():019d}_{_node}"
+    return f"agent_{_clock.next_ns():019d}_{_clock.node}"
 
 
 def id_timestamp_ns(identifier: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -109,7 +110,10 @@ class Ledger:
         ]  # fmt: skip
         for name, value in (("parent_id", parent_id), ("workflow", workflow), ("stage", stage)):
             if value is not None:
-                fields += [name, validation.work_id(value) if name == "parent_id" else validation.work_type(value)]
+                fields += [
+                    name,
+                    validation.work_id(value) if name == "parent_id" else validation.work_type(value),
+                ]
         agent = validation.agent_id(claim_for) if claim_for is not None else ""
         lease = self._lease(lease_seconds)
         return self._item("submit", new_work_id(), agent, lease, *fields, agent=agent or None)
@@ -135,7 +139,9 @@ class Ledger:
     ) -> WorkItem:
         """Renews the holder's lease; the returned item says whether a cancel was requested."""
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
-        return self._item("heartbeat", wid, agent, self._fence(fence), self._lease(lease_seconds), agent=agent)
+        return self._item(
+            "heartbeat", wid, agent, self._fence(fence), self._lease(lease_seconds), agent=agent
+        )
 
     def progress(
         self, work_id: str, agent_id: str, percent: int | str, note: str = "", *, fence: int | None = None
@@ -156,17 +162,43 @@ class Ledger:
     ) -> WorkItem:
         """Completes the item once; its points join the team's velocity once."""
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
-        result_text = "" if result is None else validation.json_text(result, "result", self.settings.description_max_bytes)
+        result_text = (
+            ""
+            if result is None
+            else validation.json_text(result, "result", self.settings.description_max_bytes)
+        )
         points_text = "" if points is None else str(validation.points(points))
-        return self._item("finish", wid, agent, self._fence(fence), "completed", result_text, "", points_text, "0", agent=agent)
+        return self._item(
+            "finish",
+            wid,
+            agent,
+            self._fence(fence),
+            "completed",
+            result_text,
+            "",
+            points_text,
+            "0",
+            agent=agent,
+        )
 
     def fail(
         self, work_id: str, agent_id: str, error: str, *, fence: int | None = None, retry: bool = False
     ) -> WorkItem:
-        """Fails the item; with ``retry`` it goes back to pending (attempts + 1), or dead past max_attempts."""
+        """Fails the item; ``retry`` returns it to pending (attempts + 1), or dead past max_attempts."""
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         text = validation.note(error)
-        return self._item("finish", wid, agent, self._fence(fence), "failed", "", text, "", "1" if retry else "0", agent=agent)
+        return self._item(
+            "finish",
+            wid,
+            agent,
+            self._fence(fence),
+            "failed",
+            "",
+            text,
+            "",
+            "1" if retry else "0",
+            agent=agent,
+        )
 
     def release(self, work_id: str, agent_id: str, *, fence: int | None = None) -> WorkItem:
         """Gives the item back to pending (or cancelled, if a cancel was requested meanwhile)."""
@@ -238,7 +270,7 @@ class Ledger:
         role: Role | str | None = None,
         team: str | None = None,
         limit: int = 100,
-    ) -> list[WorkItem]:
+    ) -> builtins.list[WorkItem]:
         """Items from the status registries, newest update first (pending by role: next first).
 
         Reads registries, never the keyspace; role and team filter the registry pages.
@@ -247,7 +279,7 @@ class Ledger:
         wanted_role = validation.enum_value(Role, role, "role") if role else None
         wanted_team = validation.team(team) if team else None
         validation.positive_int(limit, "limit")
-        found: list[WorkItem] = []
+        found: builtins.list[WorkItem] = []
         for ids in self._id_pages(wanted_status, wanted_role, max(limit, 100)):
             for item in self._fetch(ids):
                 if (wanted_role is None or item.role == wanted_role) and (
@@ -258,7 +290,7 @@ class Ledger:
                         return found
         return found
 
-    def _id_pages(self, status: Status | None, role: Role | None, page: int) -> Iterator[list[str]]:
+    def _id_pages(self, status: Status | None, role: Role | None, page: int) -> Iterator[builtins.list[str]]:
         if status is Status.PENDING and role is not None:
             key, reverse = self.keys.ready(role), False
         elif status is not None:
@@ -268,20 +300,20 @@ class Ledger:
             return
         start = 0
         while True:
-            ids: list[str] = self._read(self.client.zrange, key, start, start + page - 1, reverse)
+            ids: builtins.list[str] = self._read(self.client.zrange, key, start, start + page - 1, reverse)
             if not ids:
                 return
             yield ids
             start += page
 
-    def _all_statuses_pages(self, page: int) -> Iterator[list[str]]:
+    def _all_statuses_pages(self, page: int) -> Iterator[builtins.list[str]]:
         """Merges every registry by update time, newest first."""
         start = 0
         while True:
             pipe = self.client.pipeline(transaction=False)
             for s in Status:
                 pipe.zrange(self.keys.status(s), 0, start + page - 1, desc=True, withscores=True)
-            rows: list[list[tuple[str, float]]] = self._read(pipe.execute)
+            rows: builtins.list[builtins.list[tuple[str, float]]] = self._read(pipe.execute)
             merged = sorted((pair for row in rows for pair in row), key=lambda p: p[1], reverse=True)
             ids = [wid for wid, _ in merged[start : start + page]]
             if not ids:
@@ -289,11 +321,11 @@ class Ledger:
             yield ids
             start += page
 
-    def _fetch(self, ids: Sequence[str]) -> list[WorkItem]:
+    def _fetch(self, ids: Sequence[str]) -> builtins.list[WorkItem]:
         pipe = self.client.pipeline(transaction=False)
         for wid in ids:
             pipe.hgetall(self.keys.item(wid))
-        rows: list[dict[str, str]] = self._read(pipe.execute)
+        rows: builtins.list[dict[str, str]] = self._read(pipe.execute)
         return [codec.item_from_hash(row) for row in rows if row]
 
     def counts(self) -> dict[Status, int]:
@@ -309,20 +341,22 @@ class Ledger:
         return {team: int(points) for team, points in raw.items()}
 
     def agent(self, agent_id: str) -> Agent:
-        fields: dict[str, str] = self._read(self.client.hgetall, self.keys.agent(validation.agent_id(agent_id)))
+        fields: dict[str, str] = self._read(
+            self.client.hgetall, self.keys.agent(validation.agent_id(agent_id))
+        )
         if not fields:
             raise NotFound(f"no agent {agent_id}")
         return codec.agent_from_hash(fields)
 
-    def agents(self) -> list[Agent]:
+    def agents(self) -> builtins.list[Agent]:
         """Every agent, most recently seen first."""
-        ids: list[str] = self._read(self.client.zrange, self.keys.agents, 0, -1, True)
+        ids: builtins.list[str] = self._read(self.client.zrange, self.keys.agents, 0, -1, True)
         pipe = self.client.pipeline(transaction=False)
         for aid in ids:
             pipe.hgetall(self.keys.agent(aid))
         return [codec.agent_from_hash(row) for row in self._read(pipe.execute) if row]
 
-    def events(self, count: int = 100, *, after: str | None = None) -> list[Event]:
+    def events(self, count: int = 100, *, after: str | None = None) -> builtins.list[Event]:
         """The last ``count`` events, oldest first; or up to ``count`` after the entry ``after``."""
         validation.positive_int(count, "count")
         if after is None:

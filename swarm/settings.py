@@ -28,9 +28,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SWARM_", extra="ignore")
 
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "SWARM_REDIS_URL")
-    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SWARM_REDIS_URL"))
     key_prefix: str = Field(default="swarm", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0, le=86_400)
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)

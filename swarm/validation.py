@@ -38,9 +38,7 @@ def work_type(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput("type must not be empty")
     if not _TYPE_RE.match(value):
-        raise BadInput(
-            f"type {_show(value)} must be 1-64 letters, digits or _ . : - (starting alphanumeric)"
-        )
+        raise BadInput(f"type {_show(value)} must be 1-64 letters, digits or _ . : - (starting alphanumeric)")
     return value
 
 
@@ -71,12 +69,17 @@ def json_object(value: object, what: str, max_bytes: int) -> str:
     return json_text(value, what, max_bytes)
 
 
-def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """Parses CLI text such as ``--payload '{"a": 1}'`` into a JSON object."""
+def parse_json(text: str, what: str) -> Any:
+    """Parses CLI text as strict JSON (NaN and Infinity refused)."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise BadInput(f"{what} is not valid JSON: {exc}") from None
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """Parses CLI text such as ``--payload '{"a": 1}'`` into a JSON object."""
+    value = parse_json(text, what)
     if not isinstance(value, dict):
         raise BadInput(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
@@ -90,7 +93,7 @@ def enum_value(enum: type[E], value: object, what: str) -> E:
     if isinstance(value, enum):
         return value
     try:
-        return enum(value)
+        return enum(str(value))
     except ValueError:
         choices = "|".join(m.value for m in enum)
         raise BadInput(f"unknown {what} {_show(value)}; expected {choices}") from None

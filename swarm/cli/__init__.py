@@ -1,0 +1,37 @@
+"""The ``swarm`` command line (SPEC §6); exit codes are those of ``swarm.errors``."""
+
+from __future__ import annotations
+
+import typer
+
+from swarm.cli import agents, demo, work
+
+app = typer.Typer(
+    name="swarm",
+    help="A distributed task-queue worker swarm: a fenced Redis work ledger and its CLI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+app.command()(work.submit)
+app.command()(work.claim)
+app.command()(work.progress)
+app.command()(work.complete)
+app.command()(work.fail)
+app.command()(work.release)
+app.command()(work.heartbeat)
+app.command()(work.cancel)
+app.command()(work.show)
+app.command("list")(work.list_items)
+app.command()(work.events)
+app.command()(work.reap)
+app.command()(agents.register)
+app.command()(agents.agents)
+app.command("generate-id")(agents.generate_id)
+app.command()(demo.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,292 @@
+"""The work-lifecycle commands: submit, claim, progress, complete, fail, release, heartbeat, cancel,
+show, list, events and reap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from swarm import validation
+from swarm.cli import render
+from swarm.cli.runtime import (
+    AGENT_OPTION,
+    FENCE_OPTION,
+    JSON_OPTION,
+    ledger_session,
+    out,
+    print_json,
+    print_model,
+    read_text_argument,
+    require_agent,
+    run,
+)
+from swarm.errors import BadInput, NotFound
+from swarm.models import WorkItem
+
+
+def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
+    """One JSON object with --json; else a one-line summary (the whole item for ``show``)."""
+    if as_json:
+        print_model(item)
+    elif full:
+        out.print(render.item_table(item))
+    else:
+        out.print(headline, markup=False)
+
+
+def submit(
+    type_: str = typer.Argument(..., metavar="TYPE", help="Work type, e.g. feature_development."),
+    description: str = typer.Argument(..., help="Any text, stored byte-exact; '-' reads standard input."),
+    priority: str | None = typer.Option(None, help="critical|high|medium|low."),
+    team: str | None = typer.Option(None, help="Team that owns the work."),
+    role: str | None = typer.Option(None, help="pm|architect|developer|qa|devops."),
+    points: int | None = typer.Option(None, min=0, help="Story points (velocity)."),
+    payload: str | None = typer.Option(None, help="The handler's input, a JSON object."),
+    claim: bool = typer.Option(False, "--claim", help="Claim it for --agent in the same step."),
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Submit a work item (pending, or claimed with --claim)."""
+
+    def body() -> None:
+        text = read_text_argument(description, "description")
+        data = validation.parse_json_object(payload, "--payload") if payload is not None else None
+        claim_for = require_agent(agent) if claim else None
+        with ledger_session() as ledger:
+            item = ledger.submit(
+                type_,
+                text,
+                payload=data,
+                priority=priority,
+                team=team,
+                role=role,
+                points=points,
+                claim_for=claim_for,
+            )
+        verb = "submitted and claimed" if claim else "submitted"
+        _show_item(item, as_json, f"{verb} {item.id}")
+
+    run(as_json, body)
+
+
+def claim(
+    work_id: str | None = typer.Argument(None, help="The item to claim (omit with --next)."),
+    next_: bool = typer.Option(False, "--next", help="Claim the role's most urgent pending item."),
+    role: str | None = typer.Option(None, help="The role for --next."),
+    lease: float | None = typer.Option(None, help="Lease length in seconds (default SWARM_LEASE_SECONDS)."),
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Claim an item by id, or the next one for a role."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        if next_ == (work_id is not None):
+            raise BadInput("give either WORK_ID or --next --role ROLE")
+        with ledger_session() as ledger:
+            if work_id is not None:
+                item = ledger.claim(work_id, who, lease_seconds=lease)
+            else:
+                if role is None:
+                    raise BadInput("--next needs --role ROLE")
+                found = ledger.claim_next(role, who, lease_seconds=lease)
+                if found is None:
+                    raise NotFound(f"no pending work for role {role}")
+                item = found
+        _show_item(
+            item, as_json, f"claimed {item.id} (fence {item.fence}, lease until {item.lease_expires_at})"
+        )
+
+    run(as_json, body)
+
+
+def progress(
+    work_id: str = typer.Argument(...),
+    percent: str = typer.Argument(..., help="A whole number from 0 to 100."),
+    note: str = typer.Argument("", help="A short status note."),
+    fence: int | None = FENCE_OPTION,
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Report progress on an item you hold (it also renews the lease)."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        pct = validation.percent(percent)
+        with ledger_session() as ledger:
+            item = ledger.progress(work_id, who, pct, note, fence=fence)
+        _show_item(item, as_json, f"{item.id} is {item.progress}% done")
+
+    run(as_json, body)
+
+
+def complete(
+    work_id: str = typer.Argument(...),
+    result: str = typer.Option("success", help="success|failure."),
+    points: int | None = typer.Option(None, min=0, help="Points to count (default: the item's)."),
+    output: str | None = typer.Option(None, help="The result value, as JSON."),
+    error: str = typer.Option("reported as failed", help="The reason, with --result failure."),
+    fence: int | None = FENCE_OPTION,
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Complete an item you hold (or fail it with --result failure)."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        if result not in ("success", "failure"):
+            raise BadInput(f"unknown result {result!r}; expected success|failure")
+        value: Any = validation.parse_json(output, "--output") if output is not None else None
+        with ledger_session() as ledger:
+            if result == "success":
+                item = ledger.complete(work_id, who, fence=fence, result=value, points=points)
+            else:
+                item = ledger.fail(work_id, who, error, fence=fence)
+        _show_item(item, as_json, f"{item.id} is {item.status.value}")
+
+    run(as_json, body)
+
+
+def fail(
+    work_id: str = typer.Argument(...),
+    reason: str = typer.Argument(..., help="Why it failed."),
+    retry: bool = typer.Option(False, "--retry", help="Return it to pending (dead past max attempts)."),
+    fence: int | None = FENCE_OPTION,
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Fail an item you hold."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        with ledger_session() as ledger:
+            item = ledger.fail(work_id, who, reason, fence=fence, retry=retry)
+        _show_item(item, as_json, f"{item.id} is {item.status.value}")
+
+    run(as_json, body)
+
+
+def release(
+    work_id: str = typer.Argument(...),
+    fence: int | None = FENCE_OPTION,
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Give an item you hold back to pending."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        with ledger_session() as ledger:
+            item = ledger.release(work_id, who, fence=fence)
+        _show_item(item, as_json, f"released {item.id}: {item.status.value}")
+
+    run(as_json, body)
+
+
+def heartbeat(
+    work_id: str = typer.Argument(...),
+    lease: float | None = typer.Option(None, help="New lease length in seconds."),
+    fence: int | None = FENCE_OPTION,
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Renew the lease on an item you hold."""
+
+    def body() -> None:
+        who = require_agent(agent)
+        with ledger_session() as ledger:
+            item = ledger.heartbeat(work_id, who, fence=fence, lease_seconds=lease)
+        note = " (cancel requested)" if item.cancel_requested else ""
+        _show_item(item, as_json, f"lease on {item.id} renewed until {item.lease_expires_at}{note}")
+
+    run(as_json, body)
+
+
+def cancel(
+    work_id: str = typer.Argument(...),
+    agent: str | None = AGENT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Cancel an item: at once if pending, at its holder's next heartbeat if running."""
+
+    def body() -> None:
+        with ledger_session() as ledger:
+            item = ledger.cancel(work_id, agent)
+        state = item.status.value if item.status.terminal else "cancel requested"
+        _show_item(item, as_json, f"{item.id}: {state}")
+
+    run(as_json, body)
+
+
+def show(work_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+    """Show one item."""
+
+    def body() -> None:
+        with ledger_session() as ledger:
+            item = ledger.get(work_id)
+        _show_item(item, as_json, item.id, full=True)
+
+    run(as_json, body)
+
+
+def list_items(
+    status: str | None = typer.Option(None, help="Only this status."),
+    role: str | None = typer.Option(None, help="Only this role."),
+    team: str | None = typer.Option(None, help="Only this team."),
+    limit: int = typer.Option(100, min=1, help="At most this many."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List items from the status registries."""
+
+    def body() -> None:
+        with ledger_session() as ledger:
+            items = ledger.list(status, role=role, team=team, limit=limit)
+        if as_json:
+            print_json([item.model_dump(mode="json") for item in items])
+        else:
+            out.print(render.items_table(items))
+
+    run(as_json, body)
+
+
+def events(
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+    count: int = typer.Option(50, min=1, help="How many recent events."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the event stream (JSON lines with --json)."""
+
+    def body() -> None:
+        with ledger_session() as ledger:
+            for event in ledger.events(count):
+                _print_event(event, as_json)
+            if follow:
+                last = ledger.events(1)
+                for event in ledger.follow(after=last[-1].id if last else "0"):
+                    _print_event(event, as_json)
+
+    run(as_json, body)
+
+
+def _print_event(event: Any, as_json: bool) -> None:
+    if as_json:
+        print_model(event)
+    else:
+        out.print(render.event_line(event))
+
+
+def reap(as_json: bool = JSON_OPTION) -> None:
+    """Return items with expired leases to pending (or dead past max attempts), once."""
+
+    def body() -> None:
+        with ledger_session() as ledger:
+            reaped = ledger.reap()
+        if as_json:
+            print_json([{"id": wid, "status": status.value} for wid, status in reaped])
+        else:
+            out.print(f"reaped {len(reaped)} item(s)")
+            for wid, status in reaped:
+                out.print(f"  {wid} -> {status.value}", markup=False)
+
+    run(as_json, body)

@@ -1,0 +1,106 @@
+"""``Swarm``: the front door — a ledger on the configured Redis, acting as one agent."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any
+
+from swarm.embedded import RedisTarget, resolve_redis
+from swarm.errors import BadInput
+from swarm.ids import new_agent_id
+from swarm.ledger import Ledger
+from swarm.models import Priority, Role, Status, WorkItem
+from swarm.settings import Settings, get_settings
+
+
+class Swarm:
+    """Connects to ``url`` (else ``REDIS_URL``, else an embedded Redis held until ``close``).
+
+    Holder operations act as ``agent_id`` (else ``SWARM_AGENT_ID``, else a new ``agent_<ns>``).
+    Everything else is on ``swarm.ledger``.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, agent_id: str | None = None, settings: Settings | None = None
+    ) -> None:
+        self.settings = settings or get_settings()
+        self._stack = contextlib.ExitStack()
+        self.target: RedisTarget = self._stack.enter_context(resolve_redis(url or self.settings.redis_url))
+        self.ledger = Ledger.from_url(self.target.url, self.settings)
+        self.agent_id = agent_id or self.settings.agent_id or new_agent_id()
+
+    def close(self) -> None:
+        """Closes the connection, and stops the embedded Redis if this Swarm started one."""
+        self.ledger.client.close()
+        self._stack.close()
+
+    def __enter__(self) -> Swarm:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def submit(
+        self,
+        type: str,
+        description: str = "",
+        *,
+        payload: dict[str, Any] | None = None,
+        role: Role | str | None = None,
+        team: str | None = None,
+        priority: Priority | str | None = None,
+        points: int | None = None,
+        claim: bool = False,
+    ) -> WorkItem:
+        """Submits an item; ``claim=True`` also claims it for this agent in the same step."""
+        return self.ledger.submit(
+            type,
+            description,
+            payload=payload,
+            role=role,
+            team=team,
+            priority=priority,
+            points=points,
+            claim_for=self.agent_id if claim else None,
+        )
+
+    def claim(self, work_id: str) -> WorkItem:
+        return self.ledger.claim(work_id, self.agent_id)
+
+    def claim_next(self, role: Role | str) -> WorkItem | None:
+        return self.ledger.claim_next(role, self.agent_id)
+
+    def heartbeat(self, item: WorkItem) -> WorkItem:
+        return self.ledger.heartbeat(item.id, self.agent_id, fence=self._fence(item))
+
+    def progress(self, item: WorkItem, percent: int, note: str = "") -> WorkItem:
+        return self.ledger.progress(item.id, self.agent_id, percent, note, fence=self._fence(item))
+
+    def complete(self, item: WorkItem, result: Any = None, *, points: int | None = None) -> WorkItem:
+        return self.ledger.complete(
+            item.id, self.agent_id, fence=self._fence(item), result=result, points=points
+        )
+
+    def fail(self, item: WorkItem, error: str, *, retry: bool = False) -> WorkItem:
+        return self.ledger.fail(item.id, self.agent_id, error, fence=self._fence(item), retry=retry)
+
+    def release(self, item: WorkItem) -> WorkItem:
+        return self.ledger.release(item.id, self.agent_id, fence=self._fence(item))
+
+    def cancel(self, work_id: str) -> WorkItem:
+        return self.ledger.cancel(work_id, self.agent_id)
+
+    def get(self, work_id: str) -> WorkItem:
+        return self.ledger.get(work_id)
+
+    def list(self, status: Status | str | None = None, **filters: Any) -> list[WorkItem]:
+        return self.ledger.list(status, **filters)
+
+    def _fence(self, item: WorkItem) -> int:
+        """Holder writes carry the token of the claim that returned ``item``."""
+        if item.fence is None:
+            raise BadInput(f"{item.id} has no fencing token: pass the item a claim returned")
+        return item.fence
