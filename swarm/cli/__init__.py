@@ -17,7 +17,8 @@ app = typer.Typer(
 
 app.command()(work.submit)
 app.command()(work.claim)
-app.command()(work.progress)
+# "-1" must reach the validator (a clear refusal), not be taken for an option.
+app.command(context_settings={"ignore_unknown_options": True})(work.progress)
 app.command()(work.complete)
 app.command()(work.fail)
 app.command()(work.release)
