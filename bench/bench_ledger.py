@@ -6,9 +6,10 @@ Run from the project root::
 
 Every figure is measured in the same run, against the same Redis, as its baseline: a raw
 redis-py ``SET key val NX PX 30000`` on one decoding connection (the kind of client the
-ledger uses). Each comparison runs a warm-up and then several interleaved rounds (the order
-of the contenders rotates from round to round) and reports the median round, because this
-is meant to run on small, noisy VMs. The script exits 0 whatever the figures: it measures,
+ledger uses). After a warm-up, each comparison runs several rounds, and within a round the
+contenders take turns in small chunks (the order rotating), so drift in the machine's speed
+hits them alike; the median round is reported, because this is meant to run on small, noisy
+VMs. The script exits 0 whatever the figures: it measures,
 it does not judge; a target that is not met is printed as MISS.
 
 It writes only under its own key prefixes and deletes those keys when it ends.
@@ -66,13 +67,31 @@ DELETE_BATCH = 500  # keys per DEL while cleaning up
 # -- measurements -----------------------------------------------------------------------------
 
 
+Op = Callable[[], object]
+
+
 @dataclass
 class Sample:
-    """One timed block: per-operation latencies (ns) and the block's wall time (ns)."""
+    """Timed operations, possibly over many chunks: per-op latencies, wall and CPU time (ns)."""
 
-    latencies_ns: list[int]
-    elapsed_ns: int
-    units: int  # operations (or items, for the lifecycle) the block completed
+    latencies_ns: list[int] = field(default_factory=list)
+    elapsed_ns: int = 0  # wall time of the timed chunks, back to back
+    cpu_ns: int = 0  # this thread's CPU time over the same chunks: the client-side cost
+    units: int = 0  # operations (or items, for the lifecycle) completed
+
+    def run(self, ops: Sequence[Op]) -> None:
+        """Runs each op once, timing each and the chunk as a whole (GC runs as usual)."""
+        clock, cpu = time.perf_counter_ns, time.thread_time_ns
+        lat = self.latencies_ns
+        cpu0 = cpu()
+        start = clock()
+        for op in ops:
+            t0 = clock()
+            op()
+            lat.append(clock() - t0)
+        self.elapsed_ns += clock() - start
+        self.cpu_ns += cpu() - cpu0
+        self.units += len(ops)
 
     @property
     def rate(self) -> float:
@@ -85,26 +104,16 @@ class Sample:
     def mean_ms(self) -> float:
         return statistics.fmean(self.latencies_ns) / 1e6
 
+    @property
+    def cpu_per_unit_ms(self) -> float:
+        return self.cpu_ns / self.units / 1e6
+
 
 def percentile(values: Sequence[int], pct: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return float(ordered[rank - 1])
-
-
-def timed(ops: Sequence[Callable[[], object]], units: int | None = None) -> Sample:
-    """Runs each op once, timing each and the whole block. GC runs as usual, after a collect."""
-    gc.collect()
-    clock = time.perf_counter_ns
-    latencies = [0] * len(ops)
-    start = clock()
-    for i, op in enumerate(ops):
-        t0 = clock()
-        op()
-        latencies[i] = clock() - t0
-    elapsed = clock() - start
-    return Sample(latencies, elapsed, len(ops) if units is None else units)
 
 
 def median_index(values: Sequence[float]) -> int:
@@ -215,20 +224,22 @@ class Bench:
 
     # -- the contenders ---------------------------------------------------------------------
 
-    def baseline(self, ns: Namespace, n: int) -> Sample:
+    def baseline_ops(self, ns: Namespace, n: int) -> list[Op]:
         """Raw ``SET key val NX PX 30000``, sequential, one connection; fresh keys so NX succeeds."""
         tag = Keys(ns.prefix).tag
         keys = [f"{tag}:bench:set:{self._baseline_seq + i}" for i in range(n)]
         self._baseline_seq += n
         setter = self.client.set
-        return timed([partial(setter, k, AGENT, nx=True, px=BASELINE_PX) for k in keys])
+        return [partial(setter, k, AGENT, nx=True, px=BASELINE_PX) for k in keys]
 
-    def claims(self, ns: Namespace, ids: Sequence[str]) -> Sample:
+    @staticmethod
+    def claim_ops(ns: Namespace, ids: Sequence[str]) -> list[Op]:
         claim = ns.ledger.claim
-        return timed([partial(claim, w, AGENT) for w in ids])
+        return [partial(claim, w, AGENT) for w in ids]
 
-    def lifecycle(self, ns: Namespace, n: int) -> Sample:
-        """submit + claim + progress + complete, per item; the rate is items/s."""
+    @staticmethod
+    def lifecycle_ops(ns: Namespace, n: int) -> list[Op]:
+        """submit + claim + progress + complete, per item; one op is one item."""
         ledger = ns.ledger
 
         def one() -> None:
@@ -237,7 +248,7 @@ class Bench:
             ledger.progress(item.id, AGENT, 50, "half way", fence=held.fence)
             ledger.complete(item.id, AGENT, fence=held.fence, result={"ok": True})
 
-        return timed([one] * n)
+        return [one] * n
 
 
 # -- the benchmarks -----------------------------------------------------------------------------
@@ -252,6 +263,8 @@ class Round:
     p50_ms: float
     p99_ms: float
     mean_ms: float
+    baseline_cpu_ms: float  # client CPU per baseline op
+    cpu_ms: float  # client CPU per claim (or per lifecycle item)
 
     @property
     def ratio(self) -> float:
@@ -301,27 +314,45 @@ def round_of(base: Sample, ours: Sample) -> Round:
         p50_ms=ours.percentile_ms(50),
         p99_ms=ours.percentile_ms(99),
         mean_ms=ours.mean_ms,
+        baseline_cpu_ms=base.cpu_per_unit_ms,
+        cpu_ms=ours.cpu_per_unit_ms,
     )
 
 
-def run_throughput(bench: Bench, results: Results, n: int, rounds: int) -> None:
-    """Baseline, claim and lifecycle, interleaved: each round runs all three in a rotated order."""
+def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: int) -> None:
+    """Baseline, claim and lifecycle, finely interleaved.
+
+    Each round times ``n`` SETs, ``n`` claims and ``n // 4`` lifecycle items (as many round trips
+    as the others), in chunks of ``chunk`` ops (``chunk // 4`` items) that take turns, the order
+    rotating from chunk to chunk, so drift in the VM's speed hits all three alike.
+    """
     ns = bench.namespace("main")
+    names = ["baseline", "claim", "lifecycle"]
+    items = max(1, n // 4)
     warm = max(200, n // 5)
-    bench.log(f"warm-up ({warm} of each)")
-    bench.baseline(ns, warm)
-    bench.claims(ns, fill(ns.ledger, warm))
-    bench.lifecycle(ns, max(50, warm // 4))
+    bench.log(f"warm-up ({warm} SETs and claims, {warm // 4} lifecycle items)")
+    for warm_ops in (
+        bench.baseline_ops(ns, warm),
+        bench.claim_ops(ns, fill(ns.ledger, warm)),
+        bench.lifecycle_ops(ns, warm // 4),
+    ):
+        Sample().run(warm_ops)
     for r in range(rounds):
         ids = fill(ns.ledger, n)  # the items this round claims, submitted outside the timed part
-        samples: dict[str, Sample] = {}
-        for name in rotate(["baseline", "claim", "lifecycle"], r):
-            if name == "baseline":
-                samples[name] = bench.baseline(ns, n)
-            elif name == "claim":
-                samples[name] = bench.claims(ns, ids)
-            else:
-                samples[name] = bench.lifecycle(ns, n)
+        ops = {
+            "baseline": bench.baseline_ops(ns, n),
+            "claim": bench.claim_ops(ns, ids),
+            "lifecycle": bench.lifecycle_ops(ns, items),
+        }
+        step = {"baseline": chunk, "claim": chunk, "lifecycle": max(1, chunk // 4)}
+        samples = {name: Sample() for name in names}
+        gc.collect()
+        k = 0
+        while any(samples[name].units < len(ops[name]) for name in names):
+            for name in rotate(names, k + r):
+                done = samples[name].units
+                samples[name].run(ops[name][done : done + step[name]])
+            k += 1
         base = samples["baseline"]
         results.claim_rounds.append(round_of(base, samples["claim"]))
         results.lifecycle_rounds.append(round_of(base, samples["lifecycle"]))
@@ -435,12 +466,14 @@ def summary(results: Results) -> dict[str, Any]:
             "ops_s": c.baseline_ops_s,
             "p50_ms": c.baseline_p50_ms,
             "p99_ms": c.baseline_p99_ms,
+            "client_cpu_ms": c.baseline_cpu_ms,
         }
         out["claim"] = {
             "claims_s": c.value,
             "p50_ms": c.p50_ms,
             "p99_ms": c.p99_ms,
             "mean_ms": c.mean_ms,
+            "client_cpu_ms": c.cpu_ms,
             "baseline_ops_s": c.baseline_ops_s,
             "ratio": c.ratio,
             "ratio_target": CLAIM_RATIO_TARGET,
@@ -456,6 +489,7 @@ def summary(results: Results) -> dict[str, Any]:
             "items_s": lc.value,
             "item_p50_ms": lc.p50_ms,
             "item_p99_ms": lc.p99_ms,
+            "client_cpu_ms_per_item": lc.cpu_ms,
             "baseline_ops_s": lc.baseline_ops_s,
             "ratio": lc.ratio,
             "ratio_target": LIFECYCLE_RATIO_TARGET,
@@ -514,6 +548,16 @@ def table(s: dict[str, Any]) -> str:
         rows.append(("  claim latency p50", us(c["p50_ms"]), us(b["p50_ms"]), "", "", ""))
         rows.append(
             (
+                "  client CPU per claim",
+                us(c["client_cpu_ms"]),
+                us(b["client_cpu_ms"]),
+                f"{c['client_cpu_ms'] / b['client_cpu_ms']:.1f}x",
+                "(info)",
+                "",
+            )
+        )
+        rows.append(
+            (
                 "  claim latency p99",
                 us(c["p99_ms"]),
                 us(b["p99_ms"]),
@@ -532,6 +576,16 @@ def table(s: dict[str, Any]) -> str:
                 f"{lc['ratio']:.3f}",
                 f">= {LIFECYCLE_RATIO_TARGET}",
                 verdict(lc["ratio_pass"]),
+            )
+        )
+        rows.append(
+            (
+                "  client CPU per item",
+                us(lc["client_cpu_ms_per_item"]),
+                "",
+                "",
+                "(info)",
+                "",
             )
         )
     if "growth" in s:
@@ -616,7 +670,8 @@ def redis_target(url: str | None) -> Iterator[tuple[str, str]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--redis-url", help="Redis to measure against (default: REDIS_URL, local, embedded)")
-    p.add_argument("--n", type=int, default=2000, help="operations (items) per timed block")
+    p.add_argument("--n", type=int, default=2000, help="SETs and claims per round (lifecycle: n/4 items)")
+    p.add_argument("--chunk", type=int, default=20, help="ops per turn when interleaving")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     p.add_argument("--growth-small", type=int, default=1_000, help="items in the small ledger")
     p.add_argument("--growth-large", type=int, default=100_000, help="items in the large ledger")
@@ -625,7 +680,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--profile", action="store_true", help="also cProfile Ledger.claim (printed to stderr)")
     args = p.parse_args(argv)
-    for name in ("n", "rounds", "growth_small", "growth_large", "growth_n"):
+    for name in ("n", "chunk", "rounds", "growth_small", "growth_large", "growth_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be positive")
     return args
@@ -647,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = Bench(client, f"bench-{os.getpid()}-{secrets.token_hex(3)}", log=log)
         profile = ""
         try:
-            run_throughput(bench, results, args.n, args.rounds)
+            run_throughput(bench, results, args.n, args.rounds, args.chunk)
             if not args.skip_growth:
                 run_growth(
                     bench,
