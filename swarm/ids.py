@@ -14,7 +14,7 @@ import time
 
 NODE_HEX_DIGITS = 12  # 48 bits: a same-nanosecond collision across two processes is ~3.6e-15
 
-_ID_RE = re.compile(r"^(work|agent)_(\d{19})_([0-9a-f]{12})$")
+_ID_RE = re.compile(r"(work|agent)_([0-9]{19})_([0-9a-f]{12})")
 
 
 class _Clock:
@@ -53,7 +53,7 @@ def new_agent_id() -> str:
 
 def id_timestamp_ns(identifier: str) -> int:
     """The creation time (ns since the epoch) encoded in a swarm id."""
-    match = _ID_RE.match(identifier)
+    match = _ID_RE.fullmatch(identifier)
     if match is None:
         raise ValueError(f"not a swarm id: {identifier!r}")
     return int(match.group(2))

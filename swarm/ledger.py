@@ -68,6 +68,11 @@ class Ledger:
         return self._lease_ms if seconds is None else validation.lease_ms(seconds)
 
     @staticmethod
+    def _renewal(seconds: float | None) -> str:
+        """A heartbeat renews for the claim's own length unless told otherwise."""
+        return "" if seconds is None else str(validation.lease_ms(seconds))
+
+    @staticmethod
     def _fence(fence: int | None) -> str:
         checked = validation.fence(fence)
         return "" if checked is None else str(checked)
@@ -99,14 +104,18 @@ class Ledger:
         fields: list[str | int] = [
             "type", validation.work_type(type),
             "description", validation.description(description, cap),
-            "payload", validation.json_object(payload or {}, "payload", cap),
-            "role", validation.enum_value(Role, role or s.default_role, "role").value,
-            "team", validation.team(team or s.default_team),
-            "priority", validation.enum_value(Priority, priority or s.default_priority, "priority").value,
+            "payload", validation.json_object({} if payload is None else payload, "payload", cap),
+            "role", validation.enum_value(Role, s.default_role if role is None else role, "role").value,
+            "team", validation.team(s.default_team if team is None else team),
+            "priority", validation.enum_value(
+                Priority, s.default_priority if priority is None else priority, "priority"
+            ).value,
             "points", validation.points(s.default_points if points is None else points),
-            "max_attempts", validation.positive_int(max_attempts or s.max_attempts, "max_attempts"),
-            "trace_id", validation.trace_id(trace_id) if trace_id else secrets.token_hex(16),
-            "artifacts", validation.json_object(artifacts or {}, "artifacts", cap),
+            "max_attempts", validation.positive_int(
+                s.max_attempts if max_attempts is None else max_attempts, "max_attempts"
+            ),
+            "trace_id", secrets.token_hex(16) if trace_id is None else validation.trace_id(trace_id),
+            "artifacts", validation.json_object({} if artifacts is None else artifacts, "artifacts", cap),
         ]  # fmt: skip
         for name, value in (("parent_id", parent_id), ("workflow", workflow), ("stage", stage)):
             if value is not None:
@@ -137,10 +146,10 @@ class Ledger:
     def heartbeat(
         self, work_id: str, agent_id: str, *, fence: int | None = None, lease_seconds: float | None = None
     ) -> WorkItem:
-        """Renews the holder's lease; the returned item says whether a cancel was requested."""
+        """Renews the lease (for the claim's length by default); the item says if a cancel was requested."""
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         return self._item(
-            "heartbeat", wid, agent, self._fence(fence), self._lease(lease_seconds), agent=agent
+            "heartbeat", wid, agent, self._fence(fence), self._renewal(lease_seconds), agent=agent
         )
 
     def progress(
@@ -149,7 +158,7 @@ class Ledger:
         """Records progress (0-100) and a note; it also renews the lease."""
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         pct, text = validation.percent(percent), validation.note(note)
-        return self._item("progress", wid, agent, self._fence(fence), pct, text, self._lease_ms, agent=agent)
+        return self._item("progress", wid, agent, self._fence(fence), pct, text, agent=agent)
 
     def complete(
         self,
@@ -243,7 +252,7 @@ class Ledger:
         """Registers an agent (or updates its record); its metrics are kept."""
         agent = validation.agent_id(agent_id)
         fields: list[str | int] = [
-            "team", validation.team(team or self.settings.default_team),
+            "team", validation.team(self.settings.default_team if team is None else team),
             "capacity", validation.positive_int(capacity, "capacity"),
             "specialization", validation.note(specialization),
             "host", host,

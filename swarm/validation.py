@@ -13,11 +13,11 @@ from swarm.errors import BadInput
 MAX_POINTS = 1_000_000  # a sanity bound on a single item's story points
 MAX_NOTE_BYTES = 64 * 1024  # progress notes are short status lines, not documents
 
-_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_TEAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_AGENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
-_WORK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_TRACE_RE = re.compile(r"^[0-9a-f]{32}$")
+_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_TEAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}")
+_WORK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_TRACE_RE = re.compile(r"[0-9a-f]{32}")
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -37,7 +37,7 @@ def _utf8_size(value: str, what: str) -> int:
 def work_type(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput("type must not be empty")
-    if not _TYPE_RE.match(value):
+    if not _TYPE_RE.fullmatch(value):
         raise BadInput(f"type {_show(value)} must be 1-64 letters, digits or _ . : - (starting alphanumeric)")
     return value
 
@@ -100,7 +100,7 @@ def enum_value(enum: type[E], value: object, what: str) -> E:
 
 
 def team(value: object) -> str:
-    if not isinstance(value, str) or not _TEAM_RE.match(value):
+    if not isinstance(value, str) or not _TEAM_RE.fullmatch(value):
         raise BadInput(f"team {_show(value)} must be 1-64 letters, digits or _ . - (starting alphanumeric)")
     return value
 
@@ -149,7 +149,7 @@ def note(value: object) -> str:
 def agent_id(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise BadInput("an agent id is required: pass --agent or set SWARM_AGENT_ID")
-    if not _AGENT_RE.match(value):
+    if not _AGENT_RE.fullmatch(value):
         raise BadInput(
             f"agent id {_show(value)} must be 1-128 letters, digits or _ . : @ / - (starting alphanumeric)"
         )
@@ -157,7 +157,7 @@ def agent_id(value: object) -> str:
 
 
 def work_id(value: object) -> str:
-    if not isinstance(value, str) or not _WORK_ID_RE.match(value):
+    if not isinstance(value, str) or not _WORK_ID_RE.fullmatch(value):
         raise BadInput(f"{_show(value)} is not a work id (like work_1732390000123456789_3f9a2c1b7d0e)")
     return value
 
@@ -171,7 +171,7 @@ def fence(value: object) -> int | None:
 
 
 def trace_id(value: object) -> str:
-    if not isinstance(value, str) or not _TRACE_RE.match(value):
+    if not isinstance(value, str) or not _TRACE_RE.fullmatch(value):
         raise BadInput(f"trace id {_show(value)} must be 32 lowercase hex digits")
     return value
 

@@ -62,6 +62,15 @@ local function make_ready(ik, id)
   redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
 end
 
+-- Returns a held item to pending: a fresh start for the next claimer, with the last holder
+-- remembered so that its late writes are told they lost the lease.
+local function back_to_pending(ik, id)
+  local last = redis.call('HGET', ik, 'agent_id')
+  redis.call('HDEL', ik, 'agent_id')
+  redis.call('HSET', ik, 'status', 'pending', 'progress', 0, 'note', '', 'last_agent', last or '')
+  make_ready(ik, id)
+end
+
 local function unready(ik, id)
   redis.call('ZREM', READY_KEY[redis.call('HGET', ik, 'role')], id)
 end
@@ -104,7 +113,7 @@ local function do_claim(id, agent, lease_ms, now)
   local fence = redis.call('INCR', FENCE)
   local expires = now + lease_ms * 1000
   redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
-    'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires))
+    'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires), 'lease_ms', lease_ms)
   redis.call('ZREM', READY_KEY[f[3]], id)
   move(id, 'pending', 'claimed', now)
   redis.call('ZADD', LEASES, ms(expires), id)
@@ -114,11 +123,13 @@ local function do_claim(id, agent, lease_ms, now)
 end
 
 -- Checks that `agent` (with `fence`, when given) holds the item's live lease.
--- Returns nil when it does, else the error reply. A caller whose own token is older than the
--- item's, or whose lease ran out, has lost its lease; anyone else is simply not the owner.
+-- Returns nil when it does, else the error reply. The current claimer whose lease ran out, or
+-- who shows a token other than its claim's, has lost its lease; so has a caller showing a token
+-- older than the current one (a newer claim superseded it), and the last holder of an item that
+-- went back to pending. Anyone else is simply not the owner.
 local function check_holder(id, agent, fence, op)
   local ik = ITEM_PREFIX .. id
-  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'fence')
+  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'fence', 'last_agent')
   local st, owner, cur = f[1], f[2], tonumber(f[3])
   if not st then
     return { 'err', 'not_found', id }
@@ -127,34 +138,38 @@ local function check_holder(id, agent, fence, op)
     return { 'err', 'transition', id, st, op }
   end
   local given = tonumber(fence)
-  local superseded = given ~= nil and cur ~= nil and given < cur
   if st == 'pending' then
-    if given ~= nil then
-      return { 'err', 'lease_lost', id, 'its lease expired and the item went back to pending' }
+    if given ~= nil and cur ~= nil and given <= cur and agent == f[4] then
+      return { 'err', 'lease_lost', id, 'its lease ended and the item went back to pending' }
     end
     return { 'err', 'not_owner', id, '', 'it is not claimed' }
   end
-  local holder = redis.call('GET', CLAIM_PREFIX .. id)
-  if not holder then
-    if owner == agent and (given == nil or given == cur) then
-      return { 'err', 'lease_lost', id, 'its lease expired' }
-    end
-    return { 'err', 'not_owner', id, owner or '', 'its lease expired' }
-  end
-  if holder ~= agent then
-    if superseded then
+  local live = redis.call('EXISTS', CLAIM_PREFIX .. id) == 1
+  if agent == owner then
+    if given ~= nil and given < cur then
       return { 'err', 'lease_lost', id, 'a newer claim (fence ' .. cur .. ') superseded it' }
     end
-    return { 'err', 'not_owner', id, holder, '' }
+    if given ~= nil and given > cur then
+      return { 'err', 'lease_lost', id, 'fence ' .. given .. ' is not the current claim (fence ' .. cur .. ')' }
+    end
+    if not live then
+      return { 'err', 'lease_lost', id, 'its lease expired' }
+    end
+    return nil
   end
-  if given ~= nil and given ~= cur then
-    return { 'err', 'lease_lost', id, 'fence ' .. given .. ' is not the current claim (fence ' .. cur .. ')' }
+  if given ~= nil and given < cur then
+    return { 'err', 'lease_lost', id, 'a newer claim (fence ' .. cur .. ') superseded it' }
   end
-  return nil
+  if live then
+    return { 'err', 'not_owner', id, owner, '' }
+  end
+  return { 'err', 'not_owner', id, '', 'the lease of ' .. owner .. ' expired; the reaper will return it to pending' }
 end
 
 -- Renews the holder's lease: the claim key's PX and the lease registry move together.
+-- Without an explicit length it renews for the length the claim was taken with.
 local function renew(id, lease_ms, now)
+  lease_ms = tonumber(lease_ms) or tonumber(redis.call('HGET', ITEM_PREFIX .. id, 'lease_ms'))
   local expires = now + lease_ms * 1000
   redis.call('PEXPIRE', CLAIM_PREFIX .. id, lease_ms)
   redis.call('ZADD', LEASES, ms(expires), id)

@@ -23,7 +23,9 @@ if outcome == 'completed' then
   if ARGV[6] ~= '' then
     redis.call('HSET', ik, 'result', ARGV[6])
   end
-  redis.call('HINCRBY', VELOCITY, team, points)
+  if tonumber(points) > 0 then
+    redis.call('HINCRBY', VELOCITY, team, points)
+  end
 else
   redis.call('HSET', ik, 'error', ARGV[7], 'updated_at', fmt(now))
   if ARGV[9] == '1' then
@@ -38,9 +40,7 @@ else
     end
   end
   if to == 'pending' then
-    redis.call('HSET', ik, 'status', 'pending')
-    redis.call('HDEL', ik, 'agent_id')
-    make_ready(ik, id)
+    back_to_pending(ik, id)
   else
     redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
   end

@@ -27,12 +27,11 @@ elseif attempts >= tonumber(f[6]) then
   to = 'dead'
 end
 drop_claim(ik, id)
-redis.call('HSET', ik, 'status', to, 'attempts', attempts, 'updated_at', fmt(now))
+redis.call('HSET', ik, 'attempts', attempts, 'updated_at', fmt(now))
 if to == 'pending' then
-  redis.call('HDEL', ik, 'agent_id')
-  make_ready(ik, id)
+  back_to_pending(ik, id)
 else
-  redis.call('HSET', ik, 'completed_at', fmt(now))
+  redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
 end
 move(id, st, to, now)
 if f[2] then

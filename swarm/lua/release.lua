@@ -10,12 +10,11 @@ local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'fence', 'trace_id', 'cancel_requested')
 drop_claim(ik, id)
 local to = f[4] == '1' and 'cancelled' or 'pending'
-redis.call('HSET', ik, 'status', to, 'updated_at', fmt(now))
+redis.call('HSET', ik, 'updated_at', fmt(now))
 if to == 'pending' then
-  redis.call('HDEL', ik, 'agent_id')
-  make_ready(ik, id)
+  back_to_pending(ik, id)
 else
-  redis.call('HSET', ik, 'completed_at', fmt(now))
+  redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
 end
 move(id, f[1], to, now)
 redis.call('HSET', AGENT_PREFIX .. agent, 'status', 'idle')

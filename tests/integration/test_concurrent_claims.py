@@ -33,14 +33,22 @@ RESULT_TIMEOUT = 60.0
 Outcome = tuple[str, dict[str, int], dict[str, tuple[str | None, str]]]
 
 
-def _claimer(
-    url: str, prefix: str, agent: str, ids: list[str], seed: int, barrier: Any, results: Any
-) -> None:
+@dataclass(frozen=True)
+class Claimer:
+    url: str
+    prefix: str
+    agent: str
+    ids: list[str]
+    seed: int
+
+
+def _claimer(job: Claimer, barrier: Any, results: Any) -> None:
     """One racing process: claims every item in its own order and reports what it got."""
-    ledger = Ledger.from_url(url, Settings(key_prefix=prefix, redis_url=None))
+    ledger = Ledger.from_url(job.url, Settings(key_prefix=job.prefix, redis_url=None))
     ledger.client.ping()  # connect before the start line, so the race is on the claims
-    order = list(ids)
-    random.Random(seed).shuffle(order)
+    agent = job.agent
+    order = list(job.ids)
+    random.Random(job.seed).shuffle(order)
     wins: dict[str, int] = {}
     losses: dict[str, tuple[str | None, str]] = {}
     barrier.wait(RESULT_TIMEOUT)
@@ -89,7 +97,7 @@ def _run_race(ledger: Ledger, redis_url: str, prefix: str, mp: ForkContext) -> R
     results = mp.Queue()
     agents = [f"agent-{n}" for n in range(PROCESSES)]
     procs = [
-        mp.Process(target=_claimer, args=(redis_url, prefix, agent, ids, n, barrier, results))
+        mp.Process(target=_claimer, args=(Claimer(redis_url, prefix, agent, ids, n), barrier, results))
         for n, agent in enumerate(agents)
     ]
     for proc in procs:
