@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 
@@ -17,16 +17,21 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to print."""
+    """The URL with any password (in the user info or the query) replaced by ``***``.
+
+    Works on the raw text, so it never fails, even on a URL that redis-py would refuse.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hostport = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else f"{name}={value}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def client_from_url(url: str, *, socket_timeout: float = 5.0) -> redis.Redis:
@@ -40,7 +45,9 @@ def client_from_url(url: str, *, socket_timeout: float = 5.0) -> redis.Redis:
             health_check_interval=30,
         )
     except ValueError as exc:
-        raise RedisUnavailable(f"invalid Redis URL {redact(url)}: {exc}") from None
+        raise RedisUnavailable(
+            f"invalid Redis URL {redact(url)}: {str(exc).replace(url, redact(url))}"
+        ) from None
 
 
 def unavailable(url: str, exc: BaseException) -> RedisUnavailable:

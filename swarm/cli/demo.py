@@ -15,6 +15,7 @@ import sys
 from rich.rule import Rule
 
 from swarm.cli.runtime import load_settings, out, run
+from swarm.connection import redact
 from swarm.embedded import resolve_redis
 from swarm.ids import new_agent_id
 
@@ -47,7 +48,7 @@ def demo() -> None:
         settings = load_settings()
         with resolve_redis(settings.redis_url) as target:
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
-            out.print(f"swarm demo on {target.url.split('@')[-1]} ({where})", markup=False)
+            out.print(f"swarm demo on {redact(target.url)} ({where})", markup=False)
             env = {**os.environ, "REDIS_URL": target.url, "SWARM_QUIET_EMBEDDED": "1"}
             dev, other = new_agent_id(), new_agent_id()
             _step(env, "Register a developer agent", "register", dev, "--role", "developer", "--team", "web")
