@@ -237,6 +237,25 @@ class Bench:
         claim = ns.ledger.claim
         return [partial(claim, w, AGENT) for w in ids]
 
+    def floor_ops(self, ns: Namespace, n: int) -> list[Op]:
+        """EVALSHA of ``return 1`` with the claim's KEYS and ARGV: the cheapest call shaped like a claim."""
+        script = self.client.register_script("return 1")
+        keys = list(ns.ledger.keys.script_keys())
+        args: list[str | int] = [str(ns.ledger.settings.events_max_len), "work_floor", AGENT, BASELINE_PX]
+        return [partial(script, keys, args) for _ in range(n)]
+
+    def bare_claim_ops(self, ns: Namespace, n: int) -> list[Op]:
+        """A Lua script doing only ``SET NX PX`` + ``INCR``: the claim primitive with no item,
+        registries, stream or reply; what a one-script claim costs before it records anything."""
+        script = self.client.register_script(BARE_CLAIM_LUA)
+        tag = Keys(ns.prefix).tag
+        start = self._baseline_seq
+        self._baseline_seq += n
+        return [
+            partial(script, [f"{tag}:bench:bare:{start + i}", f"{tag}:bench:fence"], [AGENT, BASELINE_PX])
+            for i in range(n)
+        ]
+
     @staticmethod
     def lifecycle_ops(ns: Namespace, n: int) -> list[Op]:
         """submit + claim + progress + complete, per item; one op is one item."""
@@ -249,6 +268,13 @@ class Bench:
             ledger.complete(item.id, AGENT, fence=held.fence, result={"ok": True})
 
         return [one] * n
+
+
+# The claim primitive alone, for the floor figure: no item, registries, stream or reply.
+BARE_CLAIM_LUA = (
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end "
+    "return 0"
+)
 
 
 # -- the benchmarks -----------------------------------------------------------------------------
@@ -296,6 +322,8 @@ class Results:
     rounds: int
     claim_rounds: list[Round] = field(default_factory=list)
     lifecycle_rounds: list[Round] = field(default_factory=list)
+    floor_rounds: list[Round] = field(default_factory=list)
+    bare_rounds: list[Round] = field(default_factory=list)
     growth_rounds: list[GrowthRound] = field(default_factory=list)
     growth_small: int = 0
     growth_large: int = 0
@@ -327,7 +355,7 @@ def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: i
     rotating from chunk to chunk, so drift in the VM's speed hits all three alike.
     """
     ns = bench.namespace("main")
-    names = ["baseline", "claim", "lifecycle"]
+    names = ["baseline", "claim", "lifecycle", "floor", "bare"]
     items = max(1, n // 4)
     warm = max(200, n // 5)
     bench.log(f"warm-up ({warm} SETs and claims, {warm // 4} lifecycle items)")
@@ -343,8 +371,10 @@ def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: i
             "baseline": bench.baseline_ops(ns, n),
             "claim": bench.claim_ops(ns, ids),
             "lifecycle": bench.lifecycle_ops(ns, items),
+            "floor": bench.floor_ops(ns, n),
+            "bare": bench.bare_claim_ops(ns, n),
         }
-        step = {"baseline": chunk, "claim": chunk, "lifecycle": max(1, chunk // 4)}
+        step = {name: chunk for name in names} | {"lifecycle": max(1, chunk // 4)}
         samples = {name: Sample() for name in names}
         gc.collect()
         k = 0
@@ -356,6 +386,8 @@ def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: i
         base = samples["baseline"]
         results.claim_rounds.append(round_of(base, samples["claim"]))
         results.lifecycle_rounds.append(round_of(base, samples["lifecycle"]))
+        results.floor_rounds.append(round_of(base, samples["floor"]))
+        results.bare_rounds.append(round_of(base, samples["bare"]))
         c, lc = results.claim_rounds[-1], results.lifecycle_rounds[-1]
         bench.log(
             f"round {r + 1}/{rounds}: SET NX {base.rate:,.0f} ops/s, claim {c.value:,.0f}/s "
@@ -496,6 +528,15 @@ def summary(results: Results) -> dict[str, Any]:
             "ratio_pass": lc.ratio >= LIFECYCLE_RATIO_TARGET,
             "round_ratios": [x.ratio for x in results.lifecycle_rounds],
         }
+    for name, found in (("floor", results.floor_rounds), ("bare_claim", results.bare_rounds)):
+        if found:
+            f = found[median_index([x.ratio for x in found])]
+            out[name] = {
+                "ops_s": f.value,
+                "p50_ms": f.p50_ms,
+                "ratio": f.ratio,
+                "round_ratios": [x.ratio for x in found],
+            }
     if results.growth_rounds:
         g = results.growth_rounds[median_index([x.ratio for x in results.growth_rounds])]
         out["growth"] = {
@@ -588,6 +629,13 @@ def table(s: dict[str, Any]) -> str:
                 "",
             )
         )
+    for name, label in (
+        ("floor", "floor: EVALSHA 'return 1', claim's KEYS/ARGV"),
+        ("bare_claim", "floor: Lua SET NX PX + INCR only"),
+    ):
+        if name in s:
+            f = s[name]
+            rows.append((label, f"{f['ops_s']:,.0f} ops/s", "", f"{f['ratio']:.2f}", "(info)", ""))
     if "growth" in s:
         g = s["growth"]
         large, small = f"{g['large_items']:,}", f"{g['small_items']:,}"
