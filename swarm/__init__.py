@@ -24,6 +24,8 @@ from swarm.ids import new_agent_id, new_work_id
 from swarm.ledger import Ledger
 from swarm.models import Agent, AgentStatus, Event, EventKind, Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
+from workers.context import HandlerContext
+from workers.handlers import PermanentError, TransientError, handler
 
 __version__ = "0.1.0"
 
@@ -34,11 +36,13 @@ __all__ = [
     "ClaimConflict",
     "Event",
     "EventKind",
+    "HandlerContext",
     "InvalidTransition",
     "LeaseLost",
     "Ledger",
     "NotFound",
     "NotOwner",
+    "PermanentError",
     "Priority",
     "RedisUnavailable",
     "Role",
@@ -46,9 +50,11 @@ __all__ = [
     "Status",
     "Swarm",
     "SwarmError",
+    "TransientError",
     "WorkItem",
     "__version__",
     "get_settings",
+    "handler",
     "new_agent_id",
     "new_work_id",
 ]

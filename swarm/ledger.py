@@ -168,27 +168,21 @@ class Ledger:
         fence: int | None = None,
         result: Any = None,
         points: int | None = None,
+        artifacts: dict[str, Any] | None = None,
     ) -> WorkItem:
-        """Completes the item once; its points join the team's velocity once."""
+        """Completes the item once; its points join the team's velocity once.
+
+        ``artifacts``, when given, replaces the item's artifacts (the holder merges its own).
+        """
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
-        result_text = (
-            ""
-            if result is None
-            else validation.json_text(result, "result", self.settings.description_max_bytes)
-        )
+        cap = self.settings.description_max_bytes
+        result_text = "" if result is None else validation.json_text(result, "result", cap)
         points_text = "" if points is None else str(validation.points(points))
+        artifacts_text = "" if artifacts is None else validation.json_object(artifacts, "artifacts", cap)
         return self._item(
-            "finish",
-            wid,
-            agent,
-            self._fence(fence),
-            "completed",
-            result_text,
-            "",
-            points_text,
-            "0",
-            agent=agent,
-        )
+            "finish", wid, agent, self._fence(fence), "completed", result_text, "", points_text, "0",
+            artifacts_text, agent=agent,
+        )  # fmt: skip
 
     def fail(
         self, work_id: str, agent_id: str, error: str, *, fence: int | None = None, retry: bool = False

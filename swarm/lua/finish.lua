@@ -2,7 +2,8 @@
 -- pending with attempts + 1, or dead once attempts reach max_attempts.
 -- Velocity is added here, inside the same step that leaves 'claimed', so it is counted once.
 -- ARGV: [2] id, [3] agent, [4] fence or '', [5] outcome 'completed'|'failed',
---       [6] result JSON or '', [7] error or '', [8] points override or '', [9] retry '1'|'0'.
+--       [6] result JSON or '', [7] error or '', [8] points override or '', [9] retry '1'|'0',
+--       [10] the item's artifacts as a JSON object, or '' to leave them (completion only).
 local id, agent = ARGV[2], ARGV[3]
 local outcome = ARGV[5]
 local refused = check_holder(id, agent, ARGV[4], outcome == 'completed' and 'complete' or 'fail')
@@ -22,6 +23,9 @@ if outcome == 'completed' then
     'completed_at', fmt(now), 'updated_at', fmt(now))
   if ARGV[6] ~= '' then
     redis.call('HSET', ik, 'result', ARGV[6])
+  end
+  if ARGV[10] ~= '' then
+    redis.call('HSET', ik, 'artifacts', ARGV[10])
   end
   if tonumber(points) > 0 then
     redis.call('HINCRBY', VELOCITY, team, points)

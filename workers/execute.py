@@ -1,0 +1,126 @@
+"""Running one work item: claim → handler under a ``LeaseKeeper`` → complete or fail, fenced.
+
+This is the whole of what the Celery execute task does with an item; the task only adds
+delivery (acks, retries with ``backoff_seconds``). A duplicate delivery finds the item claimed
+or finished and does nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner
+from swarm.ledger import Ledger
+from swarm.models import Status, WorkItem
+from workers.context import HandlerContext
+from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
+from workers.lease import LeaseKeeper
+
+BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
+BACKOFF_CAP_S = 300.0  # never wait longer than 5 minutes between tries
+BACKOFF_JITTER = 0.1  # +-10%, so that a burst of failures does not retry in lockstep
+
+log = structlog.get_logger("swarm.execute")
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRY = "retry"  # back to pending after a transient failure: enqueue again after a backoff
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    LEASE_LOST = "lease_lost"  # another holder took over; this run's result was not written
+    SKIPPED = "skipped"  # not claimable (a duplicate delivery, or finished meanwhile)
+
+
+@dataclass(frozen=True)
+class Execution:
+    work_id: str
+    outcome: Outcome
+    item: WorkItem | None = None
+    detail: str = ""
+
+
+def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: about 1 s, 2 s, 4 s... for attempts 1, 2, 3..."""
+    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt - 1))
+    jitter: float = (rng or random.Random()).uniform(-BACKOFF_JITTER, BACKOFF_JITTER)
+    return base * (1 + jitter)
+
+
+def _finished(item: WorkItem) -> Outcome:
+    return {
+        Status.COMPLETED: Outcome.COMPLETED,
+        Status.FAILED: Outcome.FAILED,
+        Status.PENDING: Outcome.RETRY,
+        Status.DEAD: Outcome.DEAD,
+        Status.CANCELLED: Outcome.CANCELLED,
+    }.get(item.status, Outcome.SKIPPED)
+
+
+def execute(
+    ledger: Ledger,
+    work_id: str,
+    agent_id: str,
+    *,
+    handlers: HandlerRegistry = registry,
+    lease_seconds: float | None = None,
+) -> Execution:
+    """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome."""
+    try:
+        item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+    except (ClaimConflict, InvalidTransition, NotFound) as exc:
+        log.info("skipped", work_id=work_id, agent_id=agent_id, reason=str(exc))
+        return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
+    ctx = HandlerContext(ledger, item, agent_id)
+    wid, fence = item.id, ctx.fence
+    handler = handlers.find(item.type, item.role)
+    if handler is None:
+        reason = f"no handler for type {item.type!r} on role {item.role.value}"
+        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence))
+    lease = ledger.settings.lease_seconds if lease_seconds is None else lease_seconds
+    ctx.log.info("started", type=item.type, fence=fence, attempts=item.attempts)
+    failure: tuple[str, bool] | None = None  # (reason, retry)
+    result: Any = None
+    with LeaseKeeper(ctx, lease):
+        try:
+            result = handler.fn(item, ctx)
+        except TransientError as exc:
+            failure = (f"transient: {exc}", True)
+        except PermanentError as exc:
+            failure = (f"permanent: {exc}", False)
+        except Exception as exc:  # a bug or a crash in user code: retried, then dead (poison)
+            ctx.log.exception("handler_crashed")
+            failure = (f"{type(exc).__name__}: {exc}", True)
+    if ctx.lease_lost:
+        return Execution(wid, Outcome.LEASE_LOST, detail="the lease was lost while the handler ran")
+    if ctx.cancelled:
+        return _recorded(ctx, lambda: ledger.release(wid, agent_id, fence=fence))
+    if failure is not None:
+        reason, retry = failure
+        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry))
+    try:
+        return _recorded(
+            ctx, lambda: ledger.complete(wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts)
+        )
+    except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
+        why = f"unrecordable result: {exc}"
+        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
+
+
+def _recorded(ctx: HandlerContext, write: Callable[[], WorkItem]) -> Execution:
+    """One fenced write of the outcome; a lost lease means another run owns the item now."""
+    try:
+        item = write()
+    except (LeaseLost, NotOwner) as exc:
+        ctx.log.warning("result_refused", reason=str(exc))
+        return Execution(ctx.item.id, Outcome.LEASE_LOST, detail=str(exc))
+    outcome = _finished(item)
+    ctx.log.info("finished", outcome=outcome.value, status=item.status.value, error=item.error)
+    return Execution(item.id, outcome, item, item.error or "")
