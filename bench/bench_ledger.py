@@ -18,12 +18,10 @@ It writes only under its own key prefixes and deletes those keys when it ends.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
 import json
-import math
 import os
 import pstats
 import random
@@ -31,198 +29,34 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import redis
 
 # Runnable as a plain script from anywhere: make the project importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from swarm.connection import client_from_url, redact
-from swarm.embedded import embedded_redis
-from swarm.keys import Keys
-from swarm.ledger import Ledger
-from swarm.models import Status
-from swarm.scripts import Scripts
-from swarm.settings import Settings
+from harness import WORK_TYPE, Harness, Namespace, Op, Sample, fill, interleave, percentile
+from report import GrowthRound, Results, round_of, summary, table
 
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+from swarm.connection import client_from_url, redact
+from swarm.embedded import redis_for_checks
+from swarm.keys import Keys
+from swarm.models import Status
+
 AGENT = "bench-agent"
-WORK_TYPE = "bench"
 BASELINE_PX = 30_000
 
-CLAIM_RATIO_TARGET = 0.8  # claims/s >= 0.8 x raw SET NX PX ops/s
-CLAIM_P99_TARGET_MS = 2.0
-LIFECYCLE_RATIO_TARGET = 0.25  # items/s >= 0.25 x raw SET NX PX ops/s
-GROWTH_RATIO_TARGET = 1.2  # claim p50 at 100k items <= 1.2 x at 1k
 
-FILL_BATCH = 1000  # submit scripts per pipeline round trip while filling
-DELETE_BATCH = 500  # keys per DEL while cleaning up
+# -- the contenders -----------------------------------------------------------------------------
 
 
-# -- measurements -----------------------------------------------------------------------------
-
-
-Op = Callable[[], object]
-
-
-@dataclass
-class Sample:
-    """Timed operations, possibly over many chunks: per-op latencies, wall and CPU time (ns)."""
-
-    latencies_ns: list[int] = field(default_factory=list)
-    elapsed_ns: int = 0  # wall time of the timed chunks, back to back
-    cpu_ns: int = 0  # this thread's CPU time over the same chunks: the client-side cost
-    units: int = 0  # operations (or items, for the lifecycle) completed
-
-    def run(self, ops: Sequence[Op]) -> None:
-        """Runs each op once, timing each and the chunk as a whole (GC runs as usual)."""
-        clock, cpu = time.perf_counter_ns, time.thread_time_ns
-        lat = self.latencies_ns
-        cpu0 = cpu()
-        start = clock()
-        for op in ops:
-            t0 = clock()
-            op()
-            lat.append(clock() - t0)
-        self.elapsed_ns += clock() - start
-        self.cpu_ns += cpu() - cpu0
-        self.units += len(ops)
-
-    @property
-    def rate(self) -> float:
-        return self.units / (self.elapsed_ns / 1e9)
-
-    def percentile_ms(self, pct: float) -> float:
-        return percentile(self.latencies_ns, pct) / 1e6
-
-    @property
-    def mean_ms(self) -> float:
-        return statistics.fmean(self.latencies_ns) / 1e6
-
-    @property
-    def cpu_per_unit_ms(self) -> float:
-        return self.cpu_ns / self.units / 1e6
-
-
-def percentile(values: Sequence[int], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return float(ordered[rank - 1])
-
-
-def median_index(values: Sequence[float]) -> int:
-    """Index of the median value (the lower middle for an even count)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    return order[(len(order) - 1) // 2]
-
-
-def rotate(items: list[str], by: int) -> list[str]:
-    by %= len(items)
-    return items[by:] + items[:by]
-
-
-# -- the ledgers under test ---------------------------------------------------------------------
-
-
-class _Captured(Exception):
-    """A control-flow signal carrying the arguments a script would have been called with."""
-
-    def __init__(self, args: tuple[str | int, ...]) -> None:
-        super().__init__("captured")
-        self.script_args = args
-
-
-class _ArgvCapture(Ledger):
-    """A ledger whose ``submit`` builds (and validates) its script arguments without running them.
-
-    The fill then sends those arguments through a pipeline, many per round trip. If the ledger's
-    plumbing changes so that nothing is captured, ``submit`` simply runs for real (slower).
-    """
-
-    def _call(self, script: str, *args: str | int, agent: str | None = None) -> list[Any]:
-        raise _Captured(args)
-
-
-def fill(ledger: Ledger, count: int, *, note: str = "") -> list[str]:
-    """Submits ``count`` pending items quickly (pipelined submit scripts); untimed. Returns ids."""
-    client = ledger.client
-    capture = _ArgvCapture(client, ledger.settings)
-    submit = Scripts(client)["submit"]
-    keys = list(ledger.keys.script_keys())
-    cap = str(ledger.settings.events_max_len)
-    ids: list[str] = []
-    done = 0
-    while done < count:
-        size = min(FILL_BATCH, count - done)
-        pipe = client.pipeline(transaction=False)
-        queued = 0
-        for _ in range(size):
-            try:
-                item = capture.submit(WORK_TYPE, note, payload={"n": done})
-            except _Captured as captured:
-                submit(keys, [cap, *captured.script_args], client=pipe)
-                queued += 1
-            else:
-                ids.append(item.id)
-        if queued:
-            for reply in pipe.execute():
-                if not isinstance(reply, list) or reply[0] != "ok":
-                    raise RuntimeError(f"the bench's pipelined submit was refused: {reply!r}")
-                flat = reply[1]
-                ids.append(dict(zip(flat[::2], flat[1::2], strict=True))["id"])
-        done += size
-    return ids
-
-
-@dataclass
-class Namespace:
-    """A ledger on its own key prefix, and how to delete everything under it."""
-
-    ledger: Ledger
-    prefix: str
-
-    @property
-    def pattern(self) -> str:
-        return Keys(self.prefix).tag + "*"
-
-    def drop(self) -> int:
-        client = self.ledger.client
-        deleted = 0
-        batch: list[str] = []
-        for key in client.scan_iter(match=self.pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= DELETE_BATCH:
-                deleted += int(client.delete(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(client.delete(*batch))
-        return deleted
-
-
-class Bench:
+class Bench(Harness):
     def __init__(self, client: redis.Redis, run_prefix: str, *, log: Callable[[str], None]) -> None:
-        self.client = client
-        self.run_prefix = run_prefix
-        self.log = log
-        self.namespaces: list[Namespace] = []
+        super().__init__(client, run_prefix, log=log)
         self._baseline_seq = 0
-
-    def namespace(self, name: str) -> Namespace:
-        prefix = f"{self.run_prefix}-{name}"
-        ns = Namespace(Ledger(self.client, Settings(key_prefix=prefix, redis_url=None)), prefix)
-        self.namespaces.append(ns)
-        return ns
-
-    def cleanup(self) -> int:
-        return sum(ns.drop() for ns in self.namespaces)
-
-    # -- the contenders ---------------------------------------------------------------------
 
     def baseline_ops(self, ns: Namespace, n: int) -> list[Op]:
         """Raw ``SET key val NX PX 30000``, sequential, one connection; fresh keys so NX succeeds."""
@@ -280,73 +114,6 @@ BARE_CLAIM_LUA = (
 # -- the benchmarks -----------------------------------------------------------------------------
 
 
-@dataclass
-class Round:
-    baseline_ops_s: float
-    baseline_p50_ms: float
-    baseline_p99_ms: float
-    value: float  # the contender's rate (claims/s or items/s)
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    baseline_cpu_ms: float  # client CPU per baseline op
-    cpu_ms: float  # client CPU per claim (or per lifecycle item)
-
-    @property
-    def ratio(self) -> float:
-        return self.value / self.baseline_ops_s
-
-
-@dataclass
-class GrowthRound:
-    small_p50_ms: float
-    large_p50_ms: float
-    small_mean_ms: float
-    large_mean_ms: float
-
-    @property
-    def ratio(self) -> float:
-        return self.large_p50_ms / self.small_p50_ms
-
-    @property
-    def mean_ratio(self) -> float:
-        return self.large_mean_ms / self.small_mean_ms
-
-
-@dataclass
-class Results:
-    redis_url: str
-    redis_kind: str
-    redis_version: str
-    n: int
-    rounds: int
-    claim_rounds: list[Round] = field(default_factory=list)
-    lifecycle_rounds: list[Round] = field(default_factory=list)
-    floor_rounds: list[Round] = field(default_factory=list)
-    bare_rounds: list[Round] = field(default_factory=list)
-    growth_rounds: list[GrowthRound] = field(default_factory=list)
-    growth_small: int = 0
-    growth_large: int = 0
-    growth_samples: int = 0
-    fill_seconds: float = 0.0
-    total_seconds: float = 0.0
-    deleted_keys: int = 0
-
-
-def round_of(base: Sample, ours: Sample) -> Round:
-    return Round(
-        baseline_ops_s=base.rate,
-        baseline_p50_ms=base.percentile_ms(50),
-        baseline_p99_ms=base.percentile_ms(99),
-        value=ours.rate,
-        p50_ms=ours.percentile_ms(50),
-        p99_ms=ours.percentile_ms(99),
-        mean_ms=ours.mean_ms,
-        baseline_cpu_ms=base.cpu_per_unit_ms,
-        cpu_ms=ours.cpu_per_unit_ms,
-    )
-
-
 def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: int) -> None:
     """Baseline, claim and lifecycle, finely interleaved.
 
@@ -375,14 +142,7 @@ def run_throughput(bench: Bench, results: Results, n: int, rounds: int, chunk: i
             "bare": bench.bare_claim_ops(ns, n),
         }
         step = {name: chunk for name in names} | {"lifecycle": max(1, chunk // 4)}
-        samples = {name: Sample() for name in names}
-        gc.collect()
-        k = 0
-        while any(samples[name].units < len(ops[name]) for name in names):
-            for name in rotate(names, k + r):
-                done = samples[name].units
-                samples[name].run(ops[name][done : done + step[name]])
-            k += 1
+        samples = interleave(ops, step, turn=r)
         base = samples["baseline"]
         results.claim_rounds.append(round_of(base, samples["claim"]))
         results.lifecycle_rounds.append(round_of(base, samples["lifecycle"]))
@@ -478,241 +238,7 @@ def profile_claim(bench: Bench, n: int, top: int = 15) -> str:
     return f"cProfile of {n:,} Ledger.claim calls, top {top} by tottime\n{out.getvalue().strip()}"
 
 
-# -- reporting ----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def summary(results: Results) -> dict[str, Any]:
-    """The median rounds, the targets and the verdicts, as plain data."""
-    out: dict[str, Any] = {
-        "redis": {"url": results.redis_url, "kind": results.redis_kind, "version": results.redis_version},
-        "n": results.n,
-        "rounds": results.rounds,
-    }
-    if results.claim_rounds:
-        c = results.claim_rounds[median_index([x.ratio for x in results.claim_rounds])]
-        out["baseline_set_nx_px"] = {
-            "ops_s": c.baseline_ops_s,
-            "p50_ms": c.baseline_p50_ms,
-            "p99_ms": c.baseline_p99_ms,
-            "client_cpu_ms": c.baseline_cpu_ms,
-        }
-        out["claim"] = {
-            "claims_s": c.value,
-            "p50_ms": c.p50_ms,
-            "p99_ms": c.p99_ms,
-            "mean_ms": c.mean_ms,
-            "client_cpu_ms": c.cpu_ms,
-            "baseline_ops_s": c.baseline_ops_s,
-            "ratio": c.ratio,
-            "ratio_target": CLAIM_RATIO_TARGET,
-            "ratio_pass": c.ratio >= CLAIM_RATIO_TARGET,
-            "p99_target_ms": CLAIM_P99_TARGET_MS,
-            "p99_pass": c.p99_ms <= CLAIM_P99_TARGET_MS,
-            "round_ratios": [x.ratio for x in results.claim_rounds],
-            "round_p99_ms": [x.p99_ms for x in results.claim_rounds],
-        }
-    if results.lifecycle_rounds:
-        lc = results.lifecycle_rounds[median_index([x.ratio for x in results.lifecycle_rounds])]
-        out["lifecycle"] = {
-            "items_s": lc.value,
-            "item_p50_ms": lc.p50_ms,
-            "item_p99_ms": lc.p99_ms,
-            "client_cpu_ms_per_item": lc.cpu_ms,
-            "baseline_ops_s": lc.baseline_ops_s,
-            "ratio": lc.ratio,
-            "ratio_target": LIFECYCLE_RATIO_TARGET,
-            "ratio_pass": lc.ratio >= LIFECYCLE_RATIO_TARGET,
-            "round_ratios": [x.ratio for x in results.lifecycle_rounds],
-        }
-    for name, found in (("floor", results.floor_rounds), ("bare_claim", results.bare_rounds)):
-        if found:
-            f = found[median_index([x.ratio for x in found])]
-            out[name] = {
-                "ops_s": f.value,
-                "p50_ms": f.p50_ms,
-                "ratio": f.ratio,
-                "round_ratios": [x.ratio for x in found],
-            }
-    if results.growth_rounds:
-        g = results.growth_rounds[median_index([x.ratio for x in results.growth_rounds])]
-        out["growth"] = {
-            "small_items": results.growth_small,
-            "large_items": results.growth_large,
-            "samples_per_size": results.growth_samples,
-            "small_p50_ms": g.small_p50_ms,
-            "large_p50_ms": g.large_p50_ms,
-            "small_mean_ms": g.small_mean_ms,
-            "large_mean_ms": g.large_mean_ms,
-            "ratio": g.ratio,
-            "mean_ratio": g.mean_ratio,
-            "ratio_target": GROWTH_RATIO_TARGET,
-            "ratio_pass": g.ratio <= GROWTH_RATIO_TARGET,
-            "round_ratios": [x.ratio for x in results.growth_rounds],
-            "round_mean_ratios": [x.mean_ratio for x in results.growth_rounds],
-            "fill_seconds": results.fill_seconds,
-        }
-    out["total_seconds"] = results.total_seconds
-    out["deleted_keys"] = results.deleted_keys
-    out["raw_rounds"] = {
-        "claim": [asdict(x) for x in results.claim_rounds],
-        "lifecycle": [asdict(x) for x in results.lifecycle_rounds],
-        "growth": [asdict(x) for x in results.growth_rounds],
-    }
-    return out
-
-
-def table(s: dict[str, Any]) -> str:
-    def us(ms: float) -> str:
-        return f"{ms * 1000:,.0f} us"
-
-    rows: list[tuple[str, str, str, str, str, str]] = []
-    if "claim" in s:
-        b, c = s["baseline_set_nx_px"], s["claim"]
-        rows.append(("raw SET NX PX 30000 (baseline)", f"{b['ops_s']:,.0f} ops/s", "", "", "", ""))
-        rows.append(
-            ("  baseline latency p50 / p99", f"{us(b['p50_ms'])} / {us(b['p99_ms'])}", "", "", "", "")
-        )
-        rows.append(
-            (
-                "claim, one client, sequential",
-                f"{c['claims_s']:,.0f} claims/s",
-                f"{c['baseline_ops_s']:,.0f} ops/s",
-                f"{c['ratio']:.2f}",
-                f">= {CLAIM_RATIO_TARGET}",
-                verdict(c["ratio_pass"]),
-            )
-        )
-        rows.append(("  claim latency p50", us(c["p50_ms"]), us(b["p50_ms"]), "", "", ""))
-        rows.append(
-            (
-                "  client CPU per claim",
-                us(c["client_cpu_ms"]),
-                us(b["client_cpu_ms"]),
-                f"{c['client_cpu_ms'] / b['client_cpu_ms']:.1f}x",
-                "(info)",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "  claim latency p99",
-                us(c["p99_ms"]),
-                us(b["p99_ms"]),
-                "",
-                f"<= {CLAIM_P99_TARGET_MS:g} ms",
-                verdict(c["p99_pass"]),
-            )
-        )
-    if "lifecycle" in s:
-        lc = s["lifecycle"]
-        rows.append(
-            (
-                "full lifecycle (4 ops per item)",
-                f"{lc['items_s']:,.0f} items/s",
-                f"{lc['baseline_ops_s']:,.0f} ops/s",
-                f"{lc['ratio']:.3f}",
-                f">= {LIFECYCLE_RATIO_TARGET}",
-                verdict(lc["ratio_pass"]),
-            )
-        )
-        rows.append(
-            (
-                "  client CPU per item",
-                us(lc["client_cpu_ms_per_item"]),
-                "",
-                "",
-                "(info)",
-                "",
-            )
-        )
-    for name, label in (
-        ("floor", "floor: EVALSHA 'return 1', claim's KEYS/ARGV"),
-        ("bare_claim", "floor: Lua SET NX PX + INCR only"),
-    ):
-        if name in s:
-            f = s[name]
-            rows.append((label, f"{f['ops_s']:,.0f} ops/s", "", f"{f['ratio']:.2f}", "(info)", ""))
-    if "growth" in s:
-        g = s["growth"]
-        large, small = f"{g['large_items']:,}", f"{g['small_items']:,}"
-        rows.append(
-            (
-                f"claim p50 at {large} items",
-                us(g["large_p50_ms"]),
-                f"{us(g['small_p50_ms'])} at {small}",
-                f"{g['ratio']:.2f}",
-                f"<= {GROWTH_RATIO_TARGET}",
-                verdict(g["ratio_pass"]),
-            )
-        )
-        rows.append(
-            (
-                f"claim mean at {large} items",
-                us(g["large_mean_ms"]),
-                f"{us(g['small_mean_ms'])} at {small}",
-                f"{g['mean_ratio']:.2f}",
-                "(info)",
-                "",
-            )
-        )
-    header = ("figure", "value", "baseline", "ratio", "target", "result")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    notes = [
-        "",
-        f"Redis {s['redis']['version']} ({s['redis']['kind']}) at {s['redis']['url']}; "
-        f"{s['rounds']} interleaved rounds of n={s['n']:,}, median round shown.",
-    ]
-    if "claim" in s:
-        notes.append("claim ratio per round: " + ", ".join(f"{x:.2f}" for x in s["claim"]["round_ratios"]))
-        notes.append("claim p99 per round:   " + ", ".join(us(x) for x in s["claim"]["round_p99_ms"]))
-    if "lifecycle" in s:
-        notes.append(
-            "lifecycle ratio per round: " + ", ".join(f"{x:.3f}" for x in s["lifecycle"]["round_ratios"])
-        )
-    if "growth" in s:
-        g = s["growth"]
-        notes.append(
-            f"growth: {g['samples_per_size']:,} claims per size, alternating; p50 ratio per round: "
-            + ", ".join(f"{x:.2f}" for x in g["round_ratios"])
-            + f"; fill took {g['fill_seconds']:.1f}s (untimed)"
-        )
-    misses = [r[0].strip() for r in rows if r[5] == "MISS"]
-    notes.append(f"total {s['total_seconds']:.1f}s; deleted {s['deleted_keys']:,} bench keys.")
-    notes.append("ALL TARGETS MET" if not misses else "MISS: " + "; ".join(misses))
-    return "\n".join(lines + notes)
-
-
 # -- main ---------------------------------------------------------------------------------------
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-@contextlib.contextmanager
-def redis_target(url: str | None) -> Iterator[tuple[str, str]]:
-    """``--redis-url``, else ``REDIS_URL``, else 127.0.0.1:6379 if it answers, else embedded."""
-    url = url or os.environ.get("REDIS_URL")
-    if url:
-        yield url, "url"
-    elif _answers(LOCAL_REDIS):
-        yield LOCAL_REDIS, "local"
-    else:
-        with embedded_redis() as target:
-            yield target.url, target.kind
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -743,10 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    with redis_target(args.redis_url) as (url, kind):
-        client = client_from_url(url)
+    with redis_for_checks(args.redis_url or os.environ.get("REDIS_URL")) as target:
+        client = client_from_url(target.url)
         version = str(client.info("server").get("redis_version", "?"))
-        results = Results(redact(url), kind, version, args.n, args.rounds)
+        results = Results(redact(target.url), target.kind, version, args.n, args.rounds)
         bench = Bench(client, f"bench-{os.getpid()}-{secrets.token_hex(3)}", log=log)
         profile = ""
         try:

