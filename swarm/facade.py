@@ -12,6 +12,7 @@ from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
+from workers.dispatch import Dispatcher
 
 
 class Swarm:
@@ -29,9 +30,11 @@ class Swarm:
         self.target: RedisTarget = self._stack.enter_context(resolve_redis(url or self.settings.redis_url))
         self.ledger = Ledger.from_url(self.target.url, self.settings)
         self.agent_id = agent_id or self.settings.agent_id or new_agent_id()
+        self.dispatch = Dispatcher(self.settings, self.target.url)
 
     def close(self) -> None:
         """Closes the connection, and stops the embedded Redis if this Swarm started one."""
+        self.dispatch.close()
         self.ledger.client.close()
         self._stack.close()
 
@@ -54,9 +57,13 @@ class Swarm:
         priority: Priority | str | None = None,
         points: int | None = None,
         claim: bool = False,
+        enqueue: bool = True,
     ) -> WorkItem:
-        """Submits an item; ``claim=True`` also claims it for this agent in the same step."""
-        return self.ledger.submit(
+        """Submits an item and enqueues it for its role's workers.
+
+        ``claim=True`` instead claims it for this agent in the same step (nothing is enqueued).
+        """
+        item = self.ledger.submit(
             type,
             description,
             payload=payload,
@@ -66,6 +73,9 @@ class Swarm:
             points=points,
             claim_for=self.agent_id if claim else None,
         )
+        if enqueue and not claim:
+            self.dispatch(item)
+        return item
 
     def claim(self, work_id: str) -> WorkItem:
         return self.ledger.claim(work_id, self.agent_id)

@@ -31,6 +31,7 @@ class Ledger:
 
     def __init__(self, client: redis.Redis, settings: Settings | None = None) -> None:
         self.client = client
+        self.url: str | None = None  # the URL it was opened with, when known (Ledger.from_url)
         self.settings = settings or get_settings()
         self.keys = Keys(self.settings.key_prefix)
         self._scripts = Scripts(client)
@@ -41,7 +42,9 @@ class Ledger:
     @classmethod
     def from_url(cls, url: str, settings: Settings | None = None) -> Ledger:
         settings = settings or get_settings()
-        return cls(client_from_url(url, socket_timeout=settings.socket_timeout), settings)
+        ledger = cls(client_from_url(url, socket_timeout=settings.socket_timeout), settings)
+        ledger.url = url
+        return ledger
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ DEFAULT_LEASE_SECONDS = 30.0  # a holder must heartbeat within this, or its item
 DEFAULT_MAX_ATTEMPTS = 3  # tries per item before it goes dead
 DEFAULT_DESCRIPTION_MAX_BYTES = 1024 * 1024  # 1 MiB of UTF-8; larger is refused
 DEFAULT_EVENTS_MAX_LEN = 100_000  # the event stream is trimmed to about this many entries
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0  # an unacked message is redelivered after this; > any lease
 CONFIG_ENV = "SWARM_CONFIG"  # path of a swarm.toml; default ./swarm.toml when present
 
 
@@ -40,6 +41,23 @@ class Settings(BaseSettings):
     default_priority: Priority = Priority.MEDIUM
     default_points: int = Field(default=1, ge=0)
     socket_timeout: float = Field(default=5.0, gt=0)
+    visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, gt=0)
+    handler_modules: str = ""  # comma-separated modules a worker imports for their handlers
+    worker_role: Role | None = None  # set by `swarm worker --role` for the worker's processes
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_lease(self) -> Settings:
+        # A message must not be redelivered while its item's lease may still be live.
+        if self.visibility_timeout_seconds <= self.lease_seconds:
+            raise ValueError(
+                f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must be longer "
+                f"than lease_seconds ({self.lease_seconds})"
+            )
+        return self
+
+    @property
+    def handler_module_names(self) -> list[str]:
+        return [m.strip() for m in self.handler_modules.split(",") if m.strip()]
 
     @classmethod
     def settings_customise_sources(

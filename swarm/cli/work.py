@@ -23,6 +23,7 @@ from swarm.cli.runtime import (
 )
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
+from workers.dispatch import Dispatcher
 
 
 def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
@@ -44,6 +45,7 @@ def submit(
     points: int | None = typer.Option(None, min=0, help="Story points (velocity)."),
     payload: str | None = typer.Option(None, help="The handler's input, a JSON object."),
     claim: bool = typer.Option(False, "--claim", help="Claim it for --agent in the same step."),
+    enqueue: bool = typer.Option(True, help="Enqueue it for the role's workers (not with --claim)."),
     agent: str | None = AGENT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -64,6 +66,10 @@ def submit(
                 points=points,
                 claim_for=claim_for,
             )
+            if enqueue and not claim and ledger.url is not None:
+                dispatch = Dispatcher(ledger.settings, ledger.url)
+                dispatch(item)
+                dispatch.close()
         verb = "submitted and claimed" if claim else "submitted"
         _show_item(item, as_json, f"{verb} {item.id}")
 

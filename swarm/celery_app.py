@@ -1,0 +1,70 @@
+"""The Celery app factory: one app per settings, the same transport options for producers and workers.
+
+Work is routed to one queue per role and priority (``<prefix>.<role>.<priority>``). A worker
+consumes its role's queues with kombu's ``priority`` queue order, so its BRPOP always looks at
+``critical`` first: Celery's own Redis priority emulation is unreliable (celery issue 8967).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from swarm.models import Priority, Role
+from swarm.settings import Settings
+
+EXECUTE_TASK = "swarm.execute"  # the name Flower shows; args are (work_id, type, role)
+UNACKED_RESTORE_INTERVAL_S = 5  # sweep for a dead worker's unacked messages every 5 s ...
+UNACKED_RESTORE_THROTTLE = 1  # ... on every sweep (the defaults make it ~100 s)
+
+
+def queue_name(settings: Settings, role: Role | str, priority: Priority | str) -> str:
+    return f"{settings.key_prefix}.{Role(role).value}.{Priority(priority).value}"
+
+
+def role_queues(settings: Settings, role: Role | str) -> list[str]:
+    """The role's queues, most urgent first: the order a worker consumes them in."""
+    return [queue_name(settings, role, p) for p in Priority]
+
+
+def _queue(name: str) -> Queue:
+    """A queue with its own direct exchange, so that routing to it by name lands there."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    return {
+        "visibility_timeout": settings.visibility_timeout_seconds,
+        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
+        "unacked_restore_throttle": UNACKED_RESTORE_THROTTLE,
+        "queue_order_strategy": "priority",
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+        "retry_on_timeout": True,
+        "health_check_interval": 10,
+    }
+
+
+def create_app(settings: Settings, broker_url: str) -> Celery:
+    """A Celery app on ``broker_url`` with the swarm's delivery guarantees."""
+    app = Celery("swarm", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # never pickle
+        result_serializer="json",
+        event_serializer="json",
+        task_ignore_result=True,  # outcomes live in the ledger
+        task_acks_late=True,  # a task is acknowledged only when it has run ...
+        task_reject_on_worker_lost=True,  # ... and requeued if its worker dies mid-run
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        worker_send_task_events=True,  # Flower
+        task_send_sent_event=True,
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # keep reconnecting through a Redis restart
+        task_queues=[_queue(queue_name(settings, r, p)) for r in Role for p in Priority],
+        task_default_queue=queue_name(settings, Role.DEVELOPER, Priority.MEDIUM),
+        worker_hijack_root_logger=False,
+    )
+    return app

@@ -1,0 +1,69 @@
+"""Role workers: real ``swarm worker`` (celery worker) processes on a real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from swarm import Settings, Status, Swarm
+from swarm.models import EventKind, Role
+
+from .workers_harness import running_worker
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 60.0
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # poll interval
+
+
+@pytest.fixture
+def swarm_client(redis_url: str, prefix: str) -> Swarm:
+    return Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
+
+
+def test_items_submitted_from_python_are_completed_by_a_role_worker(
+    swarm_client: Swarm, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    with running_worker(redis_url, prefix, "developer", tmp_path / "dev.log", "-c", "2"):
+        items = [swarm_client.submit("feature", f"item {n}", role="developer") for n in range(6)]
+        wait_until(
+            lambda: all(swarm_client.get(i.id).status is Status.COMPLETED for i in items), "items to complete"
+        )
+    ledger = swarm_client.ledger
+    completed = [e.work_id for e in ledger.events(1000) if e.event is EventKind.COMPLETED]
+    assert sorted(completed) == sorted(i.id for i in items), "each item completed exactly once"
+    workers = [a for a in ledger.agents() if a.role is Role.DEVELOPER]
+    assert workers, "the worker registered its agent"
+    assert sum(a.completed for a in workers) == len(items)
+    swarm_client.close()
+
+
+def test_a_critical_item_submitted_after_100_low_ones_starts_before_them(
+    swarm_client: Swarm, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    with running_worker(redis_url, prefix, "qa", tmp_path / "qa.log", "-c", "1"):
+        busy = swarm_client.submit(
+            "feature", "keeps the only slot busy", role="qa", payload={"duration_s": 2}
+        )
+        wait_until(lambda: swarm_client.get(busy.id).status is not Status.PENDING, "the slot to be busy")
+        lows = [swarm_client.submit("feature", f"low {n}", role="qa", priority="low") for n in range(100)]
+        urgent = swarm_client.submit("feature", "urgent", role="qa", priority="critical")
+        wait_until(lambda: swarm_client.get(urgent.id).status is Status.COMPLETED, "the critical item")
+        claimed_at = swarm_client.get(urgent.id).claimed_at
+        assert claimed_at is not None
+        started_lows = [
+            item.claimed_at for item in (swarm_client.get(i.id) for i in lows) if item.claimed_at is not None
+        ]
+        assert all(claimed_at < t for t in started_lows), "the critical item started before every low one"
+        assert swarm_client.get(busy.id).status is Status.COMPLETED
+    swarm_client.close()

@@ -1,0 +1,54 @@
+"""The worker-side Celery app (``celery -A workers.app worker``), built from the environment.
+
+``swarm worker --role R`` sets REDIS_URL (or an embedded Redis), SWARM_WORKER_ROLE and
+SWARM_HANDLER_MODULES, then runs a real ``celery worker`` on this app.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+
+from celery import Celery
+
+from swarm.celery_app import EXECUTE_TASK, create_app
+from swarm.embedded import LOCAL_REDIS_URL
+from swarm.ids import new_agent_id
+from swarm.ledger import Ledger
+from swarm.models import Role
+from swarm.settings import get_settings
+from workers.dispatch import enqueue
+from workers.execute import Outcome, backoff_seconds, execute
+from workers.handlers import import_handler_modules, registry
+
+settings = get_settings()
+broker_url = settings.redis_url or LOCAL_REDIS_URL
+app: Celery = create_app(settings, broker_url)
+import_handler_modules(settings.handler_module_names)
+
+
+@cache
+def _process_ledger(pid: int) -> Ledger:
+    """One ledger (one connection pool) per process: prefork children must not share sockets."""
+    return Ledger.from_url(broker_url, settings)
+
+
+@cache
+def _process_agent(pid: int, role: Role) -> str:
+    """This process's agent id for ``role``, registered on first use."""
+    agent_id = new_agent_id()
+    _process_ledger(pid).register_agent(agent_id, role=role, host=socket.gethostname(), pid=pid)
+    return agent_id
+
+
+@app.task(name=EXECUTE_TASK, ignore_result=True)
+def execute_item(work_id: str, work_type: str, role: str) -> str:
+    """Runs one work item (claim, handler, fenced outcome); a transient failure is re-enqueued."""
+    del work_type  # carried for Flower; the ledger's item is the truth
+    pid = os.getpid()
+    ledger = _process_ledger(pid)
+    run = execute(ledger, work_id, _process_agent(pid, Role(role)), handlers=registry)
+    if run.outcome is Outcome.RETRY and run.item is not None:
+        enqueue(app, settings, run.item, countdown=backoff_seconds(run.item.attempts))
+    return run.outcome.value
