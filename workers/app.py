@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import socket
 from functools import cache
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
@@ -21,6 +23,7 @@ from swarm.settings import get_settings
 from workers.dispatch import enqueue
 from workers.execute import Outcome, backoff_seconds, execute
 from workers.handlers import import_handler_modules, registry
+from workers.reaper import REAPS_PER_LEASE, ReaperThread
 
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
@@ -52,3 +55,22 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     if run.outcome is Outcome.RETRY and run.item is not None:
         enqueue(app, settings, run.item, countdown=backoff_seconds(run.item.attempts))
     return run.outcome.value
+
+
+_reaper: list[ReaperThread] = []
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    ledger = Ledger.from_url(broker_url, settings)
+    reaper = ReaperThread(
+        ledger, lambda item: enqueue(app, settings, item), settings.lease_seconds / REAPS_PER_LEASE
+    )
+    reaper.start()
+    _reaper.append(reaper)
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    while _reaper:
+        _reaper.pop().stop()

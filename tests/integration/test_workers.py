@@ -67,3 +67,37 @@ def test_a_critical_item_submitted_after_100_low_ones_starts_before_them(
         assert all(claimed_at < t for t in started_lows), "the critical item started before every low one"
         assert swarm_client.get(busy.id).status is Status.COMPLETED
     swarm_client.close()
+
+
+def test_a_killed_workers_item_is_completed_by_another_worker_exactly_once(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    lease = 1.5
+    env = {"SWARM_LEASE_SECONDS": str(lease)}
+    client = Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
+    ledger = client.ledger
+    with (
+        running_worker(redis_url, prefix, "developer", tmp_path / "a.log", env=env) as first,
+        running_worker(redis_url, prefix, "developer", tmp_path / "b.log", env=env) as second,
+    ):
+        item = client.submit("feature", "survives kill -9", role="developer", payload={"duration_s": 3})
+        wait_until(lambda: ledger.get(item.id).agent_id is not None, "a worker to claim the item")
+        holder = ledger.get(item.id).agent_id
+        assert holder is not None
+        victim_pid = ledger.agent(holder).pid
+        victim = first if victim_pid == first.pid else second
+        assert victim.pid == victim_pid, "the holder is one of our workers"
+        victim.kill()  # SIGKILL: no chance to release anything
+        killed_at = time.monotonic()
+        wait_until(lambda: ledger.get(item.id).status is Status.COMPLETED, "another worker to finish it")
+        recovery = time.monotonic() - killed_at
+    done = ledger.get(item.id)
+    assert done.agent_id != holder
+    assert done.attempts == 1, "one lease was lost"
+    completed = [e for e in ledger.events(1000) if e.event is EventKind.COMPLETED and e.work_id == item.id]
+    assert len(completed) == 1
+    assert ledger.velocity() == {"core": 1}
+    # The lease reaper, not kombu's one-hour visibility timeout, brought it back: the wait above
+    # has a 60 s deadline. The figure goes in the closing note, not in an assertion.
+    print(f"recovery after kill -9: {recovery:.2f}s (lease {lease}s, then 3 s of work)")
+    client.close()
