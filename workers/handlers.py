@@ -12,6 +12,8 @@ def build(item, ctx):
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -82,7 +84,12 @@ handler = registry.handler
 
 
 def import_handler_modules(modules: Iterable[str]) -> None:
-    """Imports the modules that register handlers (``--handlers`` / ``SWARM_HANDLER_MODULES``)."""
+    """Imports the modules that register handlers (``--handlers`` / ``SWARM_HANDLER_MODULES``).
+
+    Like ``celery -A``, it looks in the current directory too.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for name in filter(None, (m.strip() for m in modules)):
         try:
             importlib.import_module(name)
