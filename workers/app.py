@@ -6,19 +6,22 @@ SWARM_HANDLER_MODULES, then runs a real ``celery worker`` on this app.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from functools import cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
+from swarm.errors import SwarmError
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
-from swarm.models import Role
+from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from workers.dispatch import enqueue
 from workers.execute import Outcome, backoff_seconds, execute
@@ -37,12 +40,29 @@ def _process_ledger(pid: int) -> Ledger:
     return Ledger.from_url(broker_url, settings)
 
 
-@cache
+_agents: dict[tuple[int, Role], str] = {}  # this process's registered agent per role
+_agents_lock = threading.Lock()  # pool threads may start their first task at the same time
+
+
 def _process_agent(pid: int, role: Role) -> str:
     """This process's agent id for ``role``, registered on first use."""
-    agent_id = new_agent_id()
-    _process_ledger(pid).register_agent(agent_id, role=role, host=socket.gethostname(), pid=pid)
-    return agent_id
+    with _agents_lock:
+        if (pid, role) not in _agents:
+            agent_id = new_agent_id()
+            _process_ledger(pid).register_agent(agent_id, role=role, host=socket.gethostname(), pid=pid)
+            _agents[(pid, role)] = agent_id
+        return _agents[(pid, role)]
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _agents_offline(**_: Any) -> None:
+    """A worker (or prefork child) that stops marks its agents offline."""
+    pid = os.getpid()
+    for (owner, _role), agent_id in list(_agents.items()):
+        if owner == pid:
+            with contextlib.suppress(SwarmError):
+                _process_ledger(pid).mark_agent(agent_id, AgentStatus.OFFLINE)
 
 
 @app.task(name=EXECUTE_TASK, ignore_result=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from swarm import Settings, Status, Swarm
-from swarm.models import EventKind, Role
+from swarm.models import AgentStatus, EventKind, Role
 
 from .workers_harness import running_worker
 
@@ -45,6 +45,7 @@ def test_items_submitted_from_python_are_completed_by_a_role_worker(
     workers = [a for a in ledger.agents() if a.role is Role.DEVELOPER]
     assert workers, "the worker registered its agent"
     assert sum(a.completed for a in workers) == len(items)
+    assert all(a.status is AgentStatus.OFFLINE for a in workers), "a stopped worker's agents go offline"
     swarm_client.close()
 
 
