@@ -13,6 +13,7 @@ from swarm.ledger import Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
 from workers.dispatch import Dispatcher
+from workers.workflows import workflow_start
 
 
 class Swarm:
@@ -56,13 +57,18 @@ class Swarm:
         team: str | None = None,
         priority: Priority | str | None = None,
         points: int | None = None,
+        workflow: str | None = None,
         claim: bool = False,
         enqueue: bool = True,
     ) -> WorkItem:
         """Submits an item and enqueues it for its role's workers.
 
         ``claim=True`` instead claims it for this agent in the same step (nothing is enqueued).
+        ``workflow`` (from ``config/workflows.toml``) starts it at the workflow's first stage.
         """
+        stage = None
+        if workflow is not None:
+            role, stage = workflow_start(self.settings, workflow, role)
         item = self.ledger.submit(
             type,
             description,
@@ -72,6 +78,8 @@ class Swarm:
             priority=priority,
             points=points,
             claim_for=self.agent_id if claim else None,
+            workflow=workflow,
+            stage=stage,
         )
         if enqueue and not claim:
             self.dispatch(item)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -18,6 +19,15 @@ from swarm.scripts import Scripts
 from swarm.settings import Settings, get_settings
 
 REAP_BATCH = 500  # expired leases handled per reaper pass; the rest wait for the next pass
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Where a completed workflow stage goes next."""
+
+    role: Role | str
+    stage: str
+    loops: int = 0
 
 
 class Ledger(LedgerQueries):
@@ -165,19 +175,26 @@ class Ledger(LedgerQueries):
         result: Any = None,
         points: int | None = None,
         artifacts: dict[str, Any] | None = None,
+        handoff: Handoff | None = None,
     ) -> WorkItem:
         """Completes the item once; its points join the team's velocity once.
 
         ``artifacts``, when given, replaces the item's artifacts (the holder merges its own).
+        ``handoff`` creates the workflow's next-stage item in the same atomic step (its id is
+        the completed item's ``next_id``); velocity then waits for the last stage.
         """
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         cap = self.settings.description_max_bytes
         result_text = "" if result is None else validation.json_text(result, "result", cap)
         points_text = "" if points is None else str(validation.points(points))
         artifacts_text = "" if artifacts is None else validation.json_object(artifacts, "artifacts", cap)
+        child: list[str | int] = ["", "", "", 0]
+        if handoff is not None:
+            role = validation.enum_value(Role, handoff.role, "role").value
+            child = [new_work_id(), role, validation.work_type(handoff.stage), handoff.loops]
         return self._item(
             "finish", wid, agent, self._fence(fence), "completed", result_text, "", points_text, "0",
-            artifacts_text, agent=agent,
+            artifacts_text, *child, agent=agent,
         )  # fmt: skip
 
     def fail(

@@ -112,6 +112,8 @@ class WorkItem(BaseModel):
     workflow: str | None = None
     stage: str | None = None
     artifacts: dict[str, Any] = Field(default_factory=dict)
+    loops: int = 0  # times the workflow sent this work back (e.g. QA to developer)
+    next_id: str | None = None  # the item this one handed off to
 
 
 class Agent(BaseModel):

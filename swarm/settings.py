@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     default_points: int = Field(default=1, ge=0)
     socket_timeout: float = Field(default=5.0, gt=0)
     visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, gt=0)
+    workflows_file: str = "config/workflows.toml"  # workflow definitions (relative to the cwd)
     handler_modules: str = ""  # comma-separated modules a worker imports for their handlers
     worker_role: Role | None = None  # set by `swarm worker --role` for the worker's processes
 

@@ -27,11 +27,13 @@ from workers.dispatch import enqueue
 from workers.execute import Outcome, backoff_seconds, execute
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import REAPS_PER_LEASE, ReaperThread
+from workers.workflows import load_workflows
 
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
 import_handler_modules(settings.handler_module_names)
+workflows = load_workflows(settings.workflows_file)
 
 
 @cache
@@ -71,9 +73,11 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     del work_type  # carried for Flower; the ledger's item is the truth
     pid = os.getpid()
     ledger = _process_ledger(pid)
-    run = execute(ledger, work_id, _process_agent(pid, Role(role)), handlers=registry)
+    run = execute(ledger, work_id, _process_agent(pid, Role(role)), handlers=registry, workflows=workflows)
     if run.outcome is Outcome.RETRY and run.item is not None:
         enqueue(app, settings, run.item, countdown=backoff_seconds(run.item.attempts))
+    if run.next_id is not None:  # the workflow's next stage, created with this completion
+        enqueue(app, settings, ledger.get(run.next_id))
     return run.outcome.value
 
 

@@ -30,6 +30,7 @@ class HandlerContext:
         self.log = structlog.get_logger("swarm.handler").bind(
             work_id=item.id, agent_id=agent_id, role=item.role.value, trace_id=item.trace_id
         )
+        self.send_back_reason: str | None = None
         self._cancelled = threading.Event()
         self._lease_lost = threading.Event()
 
@@ -54,6 +55,11 @@ class HandlerContext:
         if not isinstance(name, str) or not name:
             raise BadInput("an artifact needs a name")
         self.artifacts[name] = value
+
+    def send_back(self, reason: str) -> None:
+        """Returns the work to the workflow's earlier stage (e.g. QA to developer) on completion."""
+        self.send_back_reason = reason
+        self.artifacts[f"{self.item.role.value}_send_back_{self.item.loops + 1}"] = reason
 
     def mark_cancelled(self) -> None:
         self._cancelled.set()

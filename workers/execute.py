@@ -8,7 +8,7 @@ or finished and does nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,11 +16,12 @@ from typing import Any
 import structlog
 
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner
-from swarm.ledger import Ledger
+from swarm.ledger import Handoff, Ledger
 from swarm.models import Status, WorkItem
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper
+from workers.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
 BACKOFF_CAP_S = 300.0  # never wait longer than 5 minutes between tries
@@ -46,6 +47,11 @@ class Execution:
     item: WorkItem | None = None
     detail: str = ""
 
+    @property
+    def next_id(self) -> str | None:
+        """The workflow's next-stage item this run handed off to, if any."""
+        return self.item.next_id if self.item is not None else None
+
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: about 1 s, 2 s, 4 s... for attempts 1, 2, 3..."""
@@ -70,6 +76,7 @@ def execute(
     agent_id: str,
     *,
     handlers: HandlerRegistry = registry,
+    workflows: Mapping[str, Workflow] | None = None,
     lease_seconds: float | None = None,
 ) -> Execution:
     """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome."""
@@ -106,12 +113,33 @@ def execute(
         reason, retry = failure
         return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry))
     try:
+        handoff = _handoff(
+            ctx, workflows if workflows is not None else load_workflows(ledger.settings.workflows_file)
+        )
+    except (SendBackLimit, PermanentError, BadInput) as exc:
+        why = f"permanent: {exc}"
+        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
+    try:
         return _recorded(
-            ctx, lambda: ledger.complete(wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts)
+            ctx,
+            lambda: ledger.complete(
+                wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts, handoff=handoff
+            ),
         )
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
         why = f"unrecordable result: {exc}"
         return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
+
+
+def _handoff(ctx: HandlerContext, workflows: Mapping[str, Workflow]) -> Handoff | None:
+    """Where a completed workflow stage goes next (None outside a workflow or at its end)."""
+    item = ctx.item
+    if item.workflow is None:
+        return None
+    workflow = workflows.get(item.workflow)
+    if workflow is None:
+        raise PermanentError(f"unknown workflow {item.workflow!r}")
+    return next_handoff(workflow, item, send_back=ctx.send_back_reason is not None)
 
 
 def _recorded(ctx: HandlerContext, write: Callable[[], WorkItem]) -> Execution:

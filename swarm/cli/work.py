@@ -24,6 +24,7 @@ from swarm.cli.runtime import (
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
 from workers.dispatch import Dispatcher
+from workers.workflows import workflow_start
 
 
 def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
@@ -44,6 +45,9 @@ def submit(
     role: str | None = typer.Option(None, help="pm|architect|developer|qa|devops."),
     points: int | None = typer.Option(None, min=0, help="Story points (velocity)."),
     payload: str | None = typer.Option(None, help="The handler's input, a JSON object."),
+    workflow: str | None = typer.Option(
+        None, help="Start a workflow (config/workflows.toml) at its first stage."
+    ),
     claim: bool = typer.Option(False, "--claim", help="Claim it for --agent in the same step."),
     enqueue: bool = typer.Option(True, help="Enqueue it for the role's workers (not with --claim)."),
     agent: str | None = AGENT_OPTION,
@@ -56,15 +60,22 @@ def submit(
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
         with ledger_session() as ledger:
+            stage = None
+            start_role = role
+            if workflow is not None:
+                first, stage = workflow_start(ledger.settings, workflow, role)
+                start_role = first.value
             item = ledger.submit(
                 type_,
                 text,
                 payload=data,
                 priority=priority,
                 team=team,
-                role=role,
+                role=start_role,
                 points=points,
                 claim_for=claim_for,
+                workflow=workflow,
+                stage=stage,
             )
             if enqueue and not claim and ledger.url is not None:
                 dispatch = Dispatcher(ledger.settings, ledger.url)

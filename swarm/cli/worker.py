@@ -10,12 +10,14 @@ from swarm import validation
 from swarm.celery_app import role_queues
 from swarm.cli.runtime import load_settings, run
 from swarm.embedded import resolve_redis
-from swarm.models import Role
-from swarm.settings import get_settings
+from swarm.models import Priority, Role
+from swarm.settings import Settings, get_settings
 
 
 def worker(
-    role: str = typer.Option(..., "--role", help="pm|architect|developer|qa|devops."),
+    role: str = typer.Option(
+        ..., "--role", help="pm|architect|developer|qa|devops, or several, comma-separated."
+    ),
     concurrency: int = typer.Option(1, "-c", "--concurrency", min=1, help="Slots (threads or processes)."),
     pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork (any Celery pool works)."),
     handlers: str | None = typer.Option(
@@ -25,14 +27,14 @@ def worker(
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
     celery_args: list[str] | None = typer.Argument(None, help="More `celery worker` options, after --."),
 ) -> None:
-    """Run a Celery worker for ROLE, consuming its queues most urgent first."""
+    """Run a Celery worker for ROLE(s), consuming the queues most urgent first."""
 
     def body() -> None:
-        checked = validation.enum_value(Role, role, "role")
+        roles = [validation.enum_value(Role, r.strip(), "role") for r in role.split(",")]
         settings = load_settings()
         with resolve_redis(settings.redis_url) as target:
             os.environ["REDIS_URL"] = target.url
-            os.environ["SWARM_WORKER_ROLE"] = checked.value
+            os.environ["SWARM_WORKER_ROLE"] = roles[0].value
             modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
             os.environ["SWARM_HANDLER_MODULES"] = ",".join(modules)
             get_settings.cache_clear()
@@ -40,8 +42,8 @@ def worker(
 
             argv = [
                 "worker",
-                "--queues", ",".join(role_queues(settings, checked)),
-                "--hostname", name or f"{checked.value}@%h",
+                "--queues", ",".join(_queues_by_urgency(settings, roles)),
+                "--hostname", name or f"{'+'.join(r.value for r in roles)}@%h",
                 "--pool", pool,
                 "--concurrency", str(concurrency),
                 "--loglevel", loglevel,
@@ -50,3 +52,9 @@ def worker(
             app.worker_main(argv)
 
     run(False, body)
+
+
+def _queues_by_urgency(settings: Settings, roles: list[Role]) -> list[str]:
+    """Every role's critical queue first, then every role's high queue, and so on."""
+    per_role = [role_queues(settings, r) for r in roles]
+    return [queues[level] for level in range(len(Priority)) for queues in per_role]

@@ -184,3 +184,20 @@ local function drop_claim(ik, id)
   redis.call('ZREM', LEASES, id)
   redis.call('HDEL', ik, 'lease_expires_at')
 end
+
+-- Creates a workflow's next-stage item from a completed one: same work, trace and team, the
+-- stage's role, the artifacts so far, and parent_id linking the chain.
+local function hand_off(parent_ik, parent_id, child_id, role, stage, loops, now)
+  local p = redis.call('HMGET', parent_ik, 'type', 'description', 'payload', 'team', 'priority',
+    'points', 'max_attempts', 'trace_id', 'workflow', 'artifacts')
+  local cik = ITEM_PREFIX .. child_id
+  redis.call('HSET', cik, 'id', child_id, 'type', p[1], 'description', p[2], 'payload', p[3],
+    'role', role, 'team', p[4], 'priority', p[5], 'points', p[6], 'max_attempts', p[7],
+    'trace_id', p[8], 'workflow', p[9], 'stage', stage, 'artifacts', p[10] or '{}',
+    'parent_id', parent_id, 'loops', loops, 'status', 'pending', 'progress', 0, 'attempts', 0,
+    'created_at', fmt(now), 'updated_at', fmt(now))
+  move(child_id, nil, 'pending', now)
+  make_ready(cik, child_id)
+  redis.call('HSET', parent_ik, 'next_id', child_id)
+  emit('submitted', child_id, '', nil, p[8], 'pending', 'handoff from ' .. parent_id)
+end

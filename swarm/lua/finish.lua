@@ -3,7 +3,10 @@
 -- Velocity is added here, inside the same step that leaves 'claimed', so it is counted once.
 -- ARGV: [2] id, [3] agent, [4] fence or '', [5] outcome 'completed'|'failed',
 --       [6] result JSON or '', [7] error or '', [8] points override or '', [9] retry '1'|'0',
---       [10] the item's artifacts as a JSON object, or '' to leave them (completion only).
+--       [10] the item's artifacts as a JSON object, or '' to leave them (completion only),
+--       [11] a handoff's new item id or '', [12] its role, [13] its stage, [14] its loop count.
+-- A handoff creates the workflow's next-stage item in this same step, so it happens exactly
+-- once; velocity then waits for the workflow's last stage, so a feature counts once.
 local id, agent = ARGV[2], ARGV[3]
 local outcome = ARGV[5]
 local refused = check_holder(id, agent, ARGV[4], outcome == 'completed' and 'complete' or 'fail')
@@ -27,7 +30,9 @@ if outcome == 'completed' then
   if ARGV[10] ~= '' then
     redis.call('HSET', ik, 'artifacts', ARGV[10])
   end
-  if tonumber(points) > 0 then
+  if ARGV[11] ~= '' then
+    hand_off(ik, id, ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
+  elseif tonumber(points) > 0 then
     redis.call('HINCRBY', VELOCITY, team, points)
   end
 else

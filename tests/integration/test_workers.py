@@ -102,3 +102,27 @@ def test_a_killed_workers_item_is_completed_by_another_worker_exactly_once(
     # has a 60 s deadline. The figure goes in the closing note, not in an assertion.
     print(f"recovery after kill -9: {recovery:.2f}s (lease {lease}s, then 3 s of work)")
     client.close()
+
+
+def test_a_feature_flows_through_all_five_roles_on_real_workers(
+    swarm_client: Swarm, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    roles = "pm,architect,developer,qa,devops"
+    with running_worker(redis_url, prefix, roles, tmp_path / "all.log", "-c", "2"):
+        first = swarm_client.submit("feature", "Add SSO", workflow="feature", points=3)
+        assert (first.role, first.stage) == (Role.PM, "pm")
+        ledger = swarm_client.ledger
+
+        def last_stage_done() -> bool:
+            done = [i for i in ledger.list(Status.COMPLETED, limit=100) if i.role is Role.DEVOPS]
+            return bool(done)
+
+        wait_until(last_stage_done, "the devops stage to complete")
+    chain = sorted(ledger.list(limit=100), key=lambda i: i.created_at)
+    assert [i.role for i in chain] == [Role.PM, Role.ARCHITECT, Role.DEVELOPER, Role.QA, Role.DEVOPS]
+    assert all(i.status is Status.COMPLETED for i in chain)
+    assert {i.trace_id for i in chain} == {first.trace_id}
+    assert [i.parent_id for i in chain[1:]] == [i.id for i in chain[:-1]]
+    assert set(chain[-1].artifacts) == {r.value for r in Role}
+    assert ledger.velocity() == {"core": 3}
+    swarm_client.close()

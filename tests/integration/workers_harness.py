@@ -28,7 +28,17 @@ def running_worker(
     }
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm", "worker", "--role", role, "--name", f"{role}-{prefix}@%h", *args],
+            [
+                sys.executable,
+                "-m",
+                "swarm",
+                "worker",
+                "--role",
+                role,
+                "--name",
+                f"{log.stem}-{prefix}@%h",
+                *args,
+            ],
             env=full_env,
             stdout=sink,
             stderr=subprocess.STDOUT,

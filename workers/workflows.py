@@ -1,0 +1,88 @@
+"""Workflows (the value stream): which role each stage hands on to, and bounded send-backs."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarm.errors import BadInput
+from swarm.ledger import Handoff
+from swarm.models import Role, WorkItem
+from swarm.settings import Settings
+
+DEFAULT_MAX_LOOPS = 2  # send-backs allowed before the work fails instead of looping forever
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    stages: tuple[Role, ...]
+    send_back: Mapping[Role, Role] = field(default_factory=dict)
+    max_loops: int = DEFAULT_MAX_LOOPS
+
+    @property
+    def first(self) -> Role:
+        return self.stages[0]
+
+
+def load_workflows(path: str | Path) -> dict[str, Workflow]:
+    """Reads a workflows TOML file; a missing file means no workflows."""
+    file = Path(path)
+    if not file.is_file():
+        return {}
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{file}: {exc}") from None
+    return {name: _workflow(file, name, spec) for name, spec in raw.items()}
+
+
+def _workflow(file: Path, name: str, spec: object) -> Workflow:
+    if not isinstance(spec, dict):
+        raise BadInput(f"{file}: [{name}] must be a table")
+    try:
+        stages = tuple(Role(s) for s in spec["stages"])
+        send_back = {Role(k): Role(v) for k, v in spec.get("send_back", {}).items()}
+        max_loops = int(spec.get("max_loops", DEFAULT_MAX_LOOPS))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BadInput(f"{file}: [{name}] is not a valid workflow ({exc})") from None
+    if not stages:
+        raise BadInput(f"{file}: [{name}] has no stages")
+    for from_role, to_role in send_back.items():
+        if from_role not in stages or to_role not in stages:
+            raise BadInput(f"{file}: [{name}] sends back between roles that are not its stages")
+    return Workflow(name, stages, send_back, max_loops)
+
+
+class SendBackLimit(Exception):
+    """The work was sent back ``max_loops`` times already."""
+
+
+def next_handoff(workflow: Workflow, item: WorkItem, *, send_back: bool = False) -> Handoff | None:
+    """The handoff after ``item``'s stage completes: the next stage, a send-back, or None at the end."""
+    role = item.role
+    if send_back:
+        target = workflow.send_back.get(role)
+        if target is None:
+            raise BadInput(f"workflow {workflow.name} does not let {role.value} send work back")
+        if item.loops >= workflow.max_loops:
+            raise SendBackLimit(f"sent back {item.loops} times already (max_loops {workflow.max_loops})")
+        return Handoff(target, target.value, item.loops + 1)
+    position = workflow.stages.index(role) if role in workflow.stages else len(workflow.stages)
+    if position + 1 >= len(workflow.stages):
+        return None
+    following = workflow.stages[position + 1]
+    return Handoff(following, following.value, item.loops)
+
+
+def workflow_start(settings: Settings, name: str, role: Role | str | None) -> tuple[Role, str]:
+    """The role and stage a new item of workflow ``name`` starts at."""
+    workflow = load_workflows(settings.workflows_file).get(name)
+    if workflow is None:
+        raise BadInput(f"unknown workflow {name!r} (see {settings.workflows_file})")
+    start = workflow.first if role is None else Role(role)
+    if start not in workflow.stages:
+        raise BadInput(f"workflow {name} has no stage for role {start.value}")
+    return start, start.value
