@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarm import validation
 from swarm.errors import BadInput
 from swarm.ledger import Handoff
 from swarm.models import Role, WorkItem
@@ -82,7 +83,7 @@ def workflow_start(settings: Settings, name: str, role: Role | str | None) -> tu
     workflow = load_workflows(settings.workflows_file).get(name)
     if workflow is None:
         raise BadInput(f"unknown workflow {name!r} (see {settings.workflows_file})")
-    start = workflow.first if role is None else Role(role)
+    start = workflow.first if role is None else validation.enum_value(Role, role, "role")
     if start not in workflow.stages:
         raise BadInput(f"workflow {name} has no stage for role {start.value}")
     return start, start.value

@@ -182,6 +182,8 @@ def test_bad_progress_exits_2_and_changes_nothing(
         (["submit", "feature", "d", "--claim"], "an agent id is required"),
         (["submit", "feature", "d", "--claim", "--agent", "bad agent\n"], "agent id"),
         (["claim", "--next"], "an agent id is required"),
+        (["submit", "feature", "d", "--workflow", "nope"], "unknown workflow 'nope'"),
+        (["submit", "feature", "d", "--workflow", "feature", "--role", "boss"], "unknown role 'boss'"),
         (["complete", "work_1", "--agent", "a", "--result", "maybe"], "unknown result 'maybe'"),
     ],
 )
