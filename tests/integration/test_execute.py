@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,8 @@ from workers.context import HandlerContext
 from workers.execute import Outcome, backoff_seconds, execute
 from workers.handlers import HandlerRegistry, PermanentError, TransientError
 
+from .polling import wait_until
+
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 10.0
@@ -28,14 +29,6 @@ def registry_with(fn: Callable[[WorkItem, HandlerContext], Any], type_: str = "t
     handlers = HandlerRegistry()
     handlers.register(type_, Role.DEVELOPER, fn)
     return handlers
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)  # a poll interval, not a wait for a result
 
 
 def events_of(ledger: Ledger, work_id: str, kind: EventKind) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,12 @@ import pytest
 from swarm import Settings, Status, Swarm
 from swarm.models import AgentStatus, EventKind, Role
 
+from .polling import wait_until
 from .workers_harness import running_worker
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 60.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # poll interval
 
 
 @pytest.fixture
