@@ -13,7 +13,7 @@ from swarm.ledger import Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
 from workers.dispatch import Dispatcher
-from workers.workflows import workflow_start
+from workers.submission import submit_work
 
 
 class Swarm:
@@ -66,10 +66,9 @@ class Swarm:
         ``claim=True`` instead claims it for this agent in the same step (nothing is enqueued).
         ``workflow`` (from ``config/workflows.toml``) starts it at the workflow's first stage.
         """
-        stage = None
-        if workflow is not None:
-            role, stage = workflow_start(self.settings, workflow, role)
-        item = self.ledger.submit(
+        return submit_work(
+            self.ledger,
+            self.dispatch if enqueue else None,
             type,
             description,
             payload=payload,
@@ -77,13 +76,9 @@ class Swarm:
             team=team,
             priority=priority,
             points=points,
-            claim_for=self.agent_id if claim else None,
             workflow=workflow,
-            stage=stage,
+            claim_for=self.agent_id if claim else None,
         )
-        if enqueue and not claim:
-            self.dispatch(item)
-        return item
 
     def claim(self, work_id: str) -> WorkItem:
         return self.ledger.claim(work_id, self.agent_id)

@@ -24,7 +24,7 @@ from swarm.cli.runtime import (
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
 from workers.dispatch import Dispatcher
-from workers.workflows import workflow_start
+from workers.submission import submit_work
 
 
 def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
@@ -60,27 +60,24 @@ def submit(
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
         with ledger_session() as ledger:
-            stage = None
-            start_role = role
-            if workflow is not None:
-                first, stage = workflow_start(ledger.settings, workflow, role)
-                start_role = first.value
-            item = ledger.submit(
-                type_,
-                text,
-                payload=data,
-                priority=priority,
-                team=team,
-                role=start_role,
-                points=points,
-                claim_for=claim_for,
-                workflow=workflow,
-                stage=stage,
-            )
-            if enqueue and not claim and ledger.url is not None:
-                dispatch = Dispatcher(ledger.settings, ledger.url)
-                dispatch(item)
-                dispatch.close()
+            dispatch = Dispatcher(ledger.settings, ledger.url) if enqueue and ledger.url else None
+            try:
+                item = submit_work(
+                    ledger,
+                    dispatch,
+                    type_,
+                    text,
+                    payload=data,
+                    priority=priority,
+                    team=team,
+                    role=role,
+                    points=points,
+                    workflow=workflow,
+                    claim_for=claim_for,
+                )
+            finally:
+                if dispatch is not None:
+                    dispatch.close()
         verb = "submitted and claimed" if claim else "submitted"
         _show_item(item, as_json, f"{verb} {item.id}")
 
