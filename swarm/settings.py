@@ -21,6 +21,11 @@ DEFAULT_MAX_ATTEMPTS = 3  # tries per item before it goes dead
 DEFAULT_DESCRIPTION_MAX_BYTES = 1024 * 1024  # 1 MiB of UTF-8; larger is refused
 DEFAULT_EVENTS_MAX_LEN = 100_000  # the event stream is trimmed to about this many entries
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0  # an unacked message is redelivered after this; > any lease
+DEFAULT_SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, items in hand get this long before they are released
+DEFAULT_REQUEUE_AFTER_S = 60.0  # a pending item not yet sent to its queue after this is sent again
+DEFAULT_CLAUDE_TIMEOUT_S = 600.0  # one `claude -p` run
+DEFAULT_CLAUDE_BUDGET_USD = 5.0  # total_cost_usd one item may spend across its attempts
+DEFAULT_CLAUDE_MAX_ATTEMPTS = 3  # `claude -p` runs per item
 CONFIG_ENV = "SWARM_CONFIG"  # path of a swarm.toml; default ./swarm.toml when present
 
 
@@ -45,6 +50,14 @@ class Settings(BaseSettings):
     workflows_file: str = "config/workflows.toml"  # workflow definitions (relative to the cwd)
     handler_modules: str = ""  # comma-separated modules a worker imports for their handlers
     worker_role: Role | None = None  # set by `swarm worker --role` for the worker's processes
+    shutdown_grace_seconds: float = Field(default=DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    requeue_after_seconds: float = Field(default=DEFAULT_REQUEUE_AFTER_S, gt=0)
+    # The claude executor (Claude Code CLI).
+    claude_command: str = "claude"  # the executable, found on PATH
+    claude_timeout_seconds: float = Field(default=DEFAULT_CLAUDE_TIMEOUT_S, gt=0)
+    claude_budget_usd: float = Field(default=DEFAULT_CLAUDE_BUDGET_USD, ge=0)  # per item, all attempts
+    claude_max_attempts: int = Field(default=DEFAULT_CLAUDE_MAX_ATTEMPTS, ge=1, le=100)
+    claude_worktree: bool = False  # run each item in its own git worktree (branch swarm/<work_id>)
 
     @model_validator(mode="after")
     def _visibility_outlasts_lease(self) -> Settings:
