@@ -75,7 +75,7 @@ class Bench(Harness):
         """EVALSHA of ``return 1`` with the claim's KEYS and ARGV: the cheapest call shaped like a claim."""
         script = self.client.register_script("return 1")
         keys = list(ns.ledger.keys.script_keys())
-        args: list[str | int] = [str(ns.ledger.settings.events_max_len), "work_floor", AGENT, BASELINE_PX]
+        args: list[str | int] = [*ns.ledger.common_argv, "work_floor", AGENT, BASELINE_PX]
         return [partial(script, keys, args) for _ in range(n)]
 
     def bare_claim_ops(self, ns: Namespace, n: int) -> list[Op]:

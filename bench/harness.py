@@ -137,7 +137,7 @@ def fill(ledger: Ledger, count: int, *, note: str = "") -> list[str]:
     capture = _ArgvCapture(client, ledger.settings)
     submit = Scripts(client)["submit"]
     keys = list(ledger.keys.script_keys())
-    cap = str(ledger.settings.events_max_len)
+    common = ledger.common_argv
     ids: list[str] = []
     done = 0
     while done < count:
@@ -148,7 +148,7 @@ def fill(ledger: Ledger, count: int, *, note: str = "") -> list[str]:
             try:
                 item = capture.submit(WORK_TYPE, note, payload={"n": done})
             except _Captured as captured:
-                submit(keys, [cap, *captured.script_args], client=pipe)
+                submit(keys, [*common, *captured.script_args], client=pipe)
                 queued += 1
             else:
                 ids.append(item.id)

@@ -31,7 +31,7 @@ class Swarm:
         self.target: RedisTarget = self._stack.enter_context(resolve_redis(url or self.settings.redis_url))
         self.ledger = Ledger.from_url(self.target.url, self.settings)
         self.agent_id = agent_id or self.settings.agent_id or new_agent_id()
-        self.dispatch = Dispatcher(self.settings, self.target.url)
+        self.dispatch = Dispatcher(self.ledger, self.target.url)
 
     def close(self) -> None:
         """Closes the connection, and stops the embedded Redis if this Swarm started one."""

@@ -72,6 +72,12 @@ class Keys:
         """Hash: completed points per team."""
         return f"{self.tag}:velocity"
 
+    @property
+    def outbox(self) -> str:
+        """Sorted set: pending ids whose queue message is not known to be sent, scored by when a
+        sweeper should send one (ms)."""
+        return f"{self.tag}:outbox"
+
     def agent(self, agent_id: str) -> str:
         """Hash: an agent's record and live metrics."""
         return self.agent_prefix + agent_id
@@ -97,4 +103,5 @@ class Keys:
             self.agents,
             *(self.status(s) for s in Status),
             *(self.ready(r) for r in Role),
+            self.outbox,
         )

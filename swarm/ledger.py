@@ -19,6 +19,22 @@ from swarm.scripts import Scripts
 from swarm.settings import Settings, get_settings
 
 REAP_BATCH = 500  # expired leases handled per reaper pass; the rest wait for the next pass
+DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What sending an item's queue message needs; ``fence`` is the item's when it was read."""
+
+    work_id: str
+    type: str
+    role: Role
+    priority: Priority
+    fence: int | None = None
+
+    @classmethod
+    def of(cls, item: WorkItem) -> Dispatch:
+        return cls(item.id, item.type, item.role, item.priority, item.fence)
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,9 @@ class Ledger(LedgerQueries):
         self.keys = Keys(self.settings.key_prefix)
         self._scripts = Scripts(client)
         self._script_keys = list(self.keys.script_keys())
-        self._events_cap = str(self.settings.events_max_len)
+        # ARGV[1] and ARGV[2] of every script: the stream's cap, and the dispatch grace in ms.
+        grace_ms = round(self.settings.requeue_after_seconds * 1000)
+        self._common_argv: list[str | int] = [str(self.settings.events_max_len), grace_ms]
         self._lease_ms = validation.lease_ms(self.settings.lease_seconds)
 
     @classmethod
@@ -57,10 +75,15 @@ class Ledger(LedgerQueries):
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @property
+    def common_argv(self) -> list[str | int]:
+        """ARGV[1] and ARGV[2] of every ledger script (a script's own arguments follow)."""
+        return list(self._common_argv)
+
     def _call(self, script: str, *args: str | int, agent: str | None = None) -> list[Any]:
         """Runs one script in one round trip; refusals become typed errors."""
         try:
-            reply: list[Any] = self._scripts[script](self._script_keys, [self._events_cap, *args])
+            reply: list[Any] = self._scripts[script](self._script_keys, [*self._common_argv, *args])
         except CONNECTION_ERRORS as exc:
             raise unavailable(client_url(self.client), exc) from None
         if reply[0] == "err":
@@ -103,8 +126,14 @@ class Ledger(LedgerQueries):
         max_attempts: int | None = None,
         claim_for: str | None = None,
         lease_seconds: float | None = None,
+        dispatch: bool = True,
     ) -> WorkItem:
-        """Adds a pending item; with ``claim_for`` it is claimed for that agent in the same step."""
+        """Adds a pending item; with ``claim_for`` it is claimed for that agent in the same step.
+
+        ``dispatch`` puts it in the outbox: its sender confirms the queue message with
+        ``dispatched``, and a worker's sweep sends one if that does not happen within
+        ``requeue_after_seconds``. Without it, the item waits for a manual claim.
+        """
         s = self.settings
         cap = s.description_max_bytes
         fields: list[str | int] = [
@@ -131,7 +160,8 @@ class Ledger(LedgerQueries):
                 ]
         agent = validation.agent_id(claim_for) if claim_for is not None else ""
         lease = self._lease(lease_seconds)
-        return self._item("submit", new_work_id(), agent, lease, *fields, agent=agent or None)
+        flag = "1" if dispatch else "0"
+        return self._item("submit", new_work_id(), agent, lease, flag, *fields, agent=agent or None)
 
     def claim(self, work_id: str, agent_id: str, *, lease_seconds: float | None = None) -> WorkItem:
         """Claims one pending item; another holder makes it a ``ClaimConflict`` naming them."""
@@ -198,23 +228,26 @@ class Ledger(LedgerQueries):
         )  # fmt: skip
 
     def fail(
-        self, work_id: str, agent_id: str, error: str, *, fence: int | None = None, retry: bool = False
+        self,
+        work_id: str,
+        agent_id: str,
+        error: str,
+        *,
+        fence: int | None = None,
+        retry: bool = False,
+        backoff_seconds: float = 0.0,
     ) -> WorkItem:
-        """Fails the item; ``retry`` returns it to pending (attempts + 1), or dead past max_attempts."""
+        """Fails the item; ``retry`` returns it to pending (attempts + 1), or dead past max_attempts.
+
+        A retried item is sent to its queue again by a dispatch sweep ``backoff_seconds`` from now.
+        """
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         text = validation.note(error)
+        backoff_ms = validation.backoff_ms(backoff_seconds)
         return self._item(
-            "finish",
-            wid,
-            agent,
-            self._fence(fence),
-            "failed",
-            "",
-            text,
-            "",
-            "1" if retry else "0",
-            agent=agent,
-        )
+            "finish", wid, agent, self._fence(fence), "failed", "", text, "", "1" if retry else "0",
+            "", "", "", "", 0, backoff_ms, agent=agent,
+        )  # fmt: skip
 
     def release(self, work_id: str, agent_id: str, *, fence: int | None = None) -> WorkItem:
         """Gives the item back to pending (or cancelled, if a cancel was requested meanwhile)."""
@@ -241,9 +274,26 @@ class Ledger(LedgerQueries):
         pipe = self.client.pipeline(transaction=False)
         script = self._scripts["reap"]
         for wid in expired:
-            script(self._script_keys, [self._events_cap, wid], client=pipe)
+            script(self._script_keys, [*self._common_argv, wid], client=pipe)
         replies: list[list[Any]] = self._read(pipe.execute)
         return [(wid, Status(r[1])) for wid, r in zip(expired, replies, strict=True) if r[0] == "reaped"]
+
+    def due_dispatches(self, limit: int = DISPATCH_BATCH) -> list[Dispatch]:
+        """Takes the outbox's due entries: pending items whose queue message must be sent (again).
+
+        Each taken entry is held for the dispatch grace, so concurrent sweepers do not send it
+        twice; confirm each send with ``dispatched``, or it is taken again after the grace.
+        """
+        flat = self._call("dispatch_due", validation.positive_int(limit, "limit"))[1]
+        return [
+            Dispatch(wid, wtype, Role(role), Priority(prio), int(fence) if fence else None)
+            for wid, fence, wtype, role, prio in zip(*[iter(flat)] * 5, strict=True)
+        ]
+
+    def dispatched(self, dispatch: Dispatch) -> bool:
+        """Confirms that ``dispatch`` was sent: its outbox entry goes, unless the item moved on."""
+        fence = "" if dispatch.fence is None else str(dispatch.fence)
+        return bool(self._call("dispatched", validation.work_id(dispatch.work_id), fence)[1])
 
     def register_agent(
         self,

@@ -23,6 +23,8 @@ SCRIPT_NAMES = (
     "cancel",
     "reap",
     "register_agent",
+    "dispatch_due",
+    "dispatched",
 )
 
 

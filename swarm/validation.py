@@ -176,6 +176,14 @@ def trace_id(value: object) -> str:
     return value
 
 
+def backoff_ms(seconds: object) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise BadInput(f"backoff must be a number of seconds, got {_show(seconds)}")
+    if not math.isfinite(seconds) or not 0 <= seconds <= 86_400:
+        raise BadInput(f"backoff must be from 0 to 86400 seconds, got {seconds}")
+    return round(seconds * 1000)
+
+
 def lease_ms(seconds: object) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise BadInput(f"lease must be a number of seconds, got {_show(seconds)}")

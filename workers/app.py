@@ -23,10 +23,10 @@ from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
-from workers.dispatch import enqueue
-from workers.execute import Outcome, backoff_seconds, execute
+from workers.dispatch import send
+from workers.execute import execute
 from workers.handlers import import_handler_modules, registry
-from workers.reaper import REAPS_PER_LEASE, ReaperThread
+from workers.reaper import REAPS_PER_LEASE, UpkeepThread
 from workers.workflows import load_workflows
 
 settings = get_settings()
@@ -69,32 +69,30 @@ def _agents_offline(**_: Any) -> None:
 
 @app.task(name=EXECUTE_TASK, ignore_result=True)
 def execute_item(work_id: str, work_type: str, role: str) -> str:
-    """Runs one work item (claim, handler, fenced outcome); a transient failure is re-enqueued."""
+    """Runs one work item: claim, handler, fenced outcome (a retry is sent after its backoff)."""
     del work_type  # carried for Flower; the ledger's item is the truth
     pid = os.getpid()
     ledger = _process_ledger(pid)
     run = execute(ledger, work_id, _process_agent(pid, Role(role)), handlers=registry, workflows=workflows)
-    if run.outcome is Outcome.RETRY and run.item is not None:
-        enqueue(app, settings, run.item, countdown=backoff_seconds(run.item.attempts))
     if run.next_id is not None:  # the workflow's next stage, created with this completion
-        enqueue(app, settings, ledger.get(run.next_id))
+        send(app, ledger, ledger.get(run.next_id))
     return run.outcome.value
 
 
-_reaper: list[ReaperThread] = []
+_upkeep: list[UpkeepThread] = []
 
 
 @worker_ready.connect
-def _start_reaper(**_: Any) -> None:
+def _start_upkeep(**_: Any) -> None:
     ledger = Ledger.from_url(broker_url, settings)
-    reaper = ReaperThread(
-        ledger, lambda item: enqueue(app, settings, item), settings.lease_seconds / REAPS_PER_LEASE
+    upkeep = UpkeepThread(
+        ledger, lambda dispatch: send(app, ledger, dispatch), settings.lease_seconds / REAPS_PER_LEASE
     )
-    reaper.start()
-    _reaper.append(reaper)
+    upkeep.start()
+    _upkeep.append(upkeep)
 
 
 @worker_shutdown.connect
-def _stop_reaper(**_: Any) -> None:
-    while _reaper:
-        _reaper.pop().stop()
+def _stop_upkeep(**_: Any) -> None:
+    while _upkeep:
+        _upkeep.pop().stop()

@@ -1,36 +1,49 @@
-"""Enqueueing: one Celery message per item, on its role's queue for its priority."""
+"""Sending work to its queue: one Celery message per item, confirmed against the ledger's outbox.
+
+An item enters the outbox in the same atomic step that makes it pending. Whoever wrote it sends
+the message and confirms (``Ledger.dispatched``); if that never happens, e.g. the process died in
+between, a worker's sweep sends it after ``requeue_after_seconds``. A message sent twice is
+harmless: the second delivery finds the item claimed or finished and does nothing.
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 
 from swarm.celery_app import EXECUTE_TASK, create_app, queue_name
+from swarm.ledger import Dispatch, Ledger
 from swarm.models import WorkItem
 from swarm.settings import Settings
 
 
-def enqueue(app: Celery, settings: Settings, item: WorkItem, *, countdown: float | None = None) -> None:
-    """Sends the execute task for ``item``; Flower shows its id, type and role as the arguments."""
+def enqueue(app: Celery, settings: Settings, dispatch: Dispatch) -> None:
+    """Sends the execute task; Flower shows the item's id, type and role as its arguments."""
     app.send_task(
         EXECUTE_TASK,
-        args=[item.id, item.type, item.role.value],
-        queue=queue_name(settings, item.role, item.priority),
-        countdown=countdown,
+        args=[dispatch.work_id, dispatch.type, dispatch.role.value],
+        queue=queue_name(settings, dispatch.role, dispatch.priority),
     )
 
 
-class Dispatcher:
-    """Enqueues items on a broker, creating its Celery app on first use (producers stay light)."""
+def send(app: Celery, ledger: Ledger, work: WorkItem | Dispatch) -> None:
+    """Sends ``work``'s message, then confirms it so that no sweep sends it again."""
+    dispatch = work if isinstance(work, Dispatch) else Dispatch.of(work)
+    enqueue(app, ledger.settings, dispatch)
+    ledger.dispatched(dispatch)
 
-    def __init__(self, settings: Settings, broker_url: str) -> None:
-        self.settings = settings
+
+class Dispatcher:
+    """Sends items for one ledger, creating its Celery app on first use (producers stay light)."""
+
+    def __init__(self, ledger: Ledger, broker_url: str) -> None:
+        self.ledger = ledger
         self.broker_url = broker_url
         self._app: Celery | None = None
 
-    def __call__(self, item: WorkItem, *, countdown: float | None = None) -> None:
+    def __call__(self, work: WorkItem | Dispatch) -> None:
         if self._app is None:
-            self._app = create_app(self.settings, self.broker_url)
-        enqueue(self._app, self.settings, item, countdown=countdown)
+            self._app = create_app(self.ledger.settings, self.broker_url)
+        send(self._app, self.ledger, work)
 
     def close(self) -> None:
         if self._app is not None:

@@ -1,8 +1,8 @@
 """Running one work item: claim → handler under a ``LeaseKeeper`` → complete or fail, fenced.
 
-This is the whole of what the Celery execute task does with an item; the task only adds
-delivery (acks, retries with ``backoff_seconds``). A duplicate delivery finds the item claimed
-or finished and does nothing.
+This is the whole of what the Celery execute task does with an item. A transient failure goes
+back to pending with a backoff (``backoff_seconds``) after which the dispatch sweep sends it
+again. A duplicate delivery finds the item claimed or finished and does nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = structlog.get_logger("swarm.execute")
 class Outcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
-    RETRY = "retry"  # back to pending after a transient failure: enqueue again after a backoff
+    RETRY = "retry"  # back to pending after a transient failure: sent again after a backoff
     DEAD = "dead"
     CANCELLED = "cancelled"
     LEASE_LOST = "lease_lost"  # another holder took over; this run's result was not written
@@ -111,7 +111,10 @@ def execute(
         return _recorded(ctx, lambda: ledger.release(wid, agent_id, fence=fence))
     if failure is not None:
         reason, retry = failure
-        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry))
+        backoff = backoff_seconds(item.attempts + 1)
+        return _recorded(
+            ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff)
+        )
     try:
         handoff = _handoff(
             ctx, workflows if workflows is not None else load_workflows(ledger.settings.workflows_file)

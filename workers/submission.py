@@ -24,9 +24,10 @@ def submit_work(
     workflow: str | None = None,
     claim_for: str | None = None,
 ) -> WorkItem:
-    """Writes the item (at its workflow's first stage, if any) and enqueues it with ``dispatch``.
+    """Writes the item (at its workflow's first stage, if any) and sends it with ``dispatch``.
 
-    An item claimed in the same step (``claim_for``) is not enqueued: its agent works on it.
+    Without ``dispatch`` the item stays out of the queues, for manual claims. An item claimed in
+    the same step (``claim_for``) is not sent either: its agent works on it.
     """
     stage = None
     if workflow is not None:
@@ -42,6 +43,7 @@ def submit_work(
         claim_for=claim_for,
         workflow=workflow,
         stage=stage,
+        dispatch=dispatch is not None,
     )
     if dispatch is not None and claim_for is None:
         dispatch(item)

@@ -49,7 +49,9 @@ def submit(
         None, help="Start a workflow (config/workflows.toml) at its first stage."
     ),
     claim: bool = typer.Option(False, "--claim", help="Claim it for --agent in the same step."),
-    enqueue: bool = typer.Option(True, help="Enqueue it for the role's workers (not with --claim)."),
+    enqueue: bool = typer.Option(
+        True, help="Send it to the role's workers; --no-enqueue leaves it for manual claims."
+    ),
     agent: str | None = AGENT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -60,7 +62,7 @@ def submit(
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
         with ledger_session() as ledger:
-            dispatch = Dispatcher(ledger.settings, ledger.url) if enqueue and ledger.url else None
+            dispatch = Dispatcher(ledger, ledger.url) if enqueue and ledger.url else None
             try:
                 item = submit_work(
                     ledger,

@@ -3,7 +3,8 @@
 -- KEYS are the same for every script (Keys.script_keys() builds them, in this order), so the
 -- scripts never build a key themselves: ids are appended to the prefixes Keys hands over, and
 -- every key carries the namespace hash tag, so all of them live in one Redis Cluster slot.
--- ARGV[1] is the event stream's approximate cap; each script's own arguments follow.
+-- ARGV[1] is the event stream's approximate cap and ARGV[2] the dispatch grace (ms, see
+-- make_ready); each script's own arguments follow.
 local ITEM_PREFIX, CLAIM_PREFIX, AGENT_PREFIX = KEYS[1], KEYS[2], KEYS[3]
 local FENCE, LEASES, EVENTS, VELOCITY, AGENTS = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local STATUS_KEY = {
@@ -11,7 +12,8 @@ local STATUS_KEY = {
   failed = KEYS[13], cancelled = KEYS[14], dead = KEYS[15],
 }
 local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], qa = KEYS[19], devops = KEYS[20] }
-local EVENTS_MAX_LEN = ARGV[1]
+local OUTBOX = KEYS[21]
+local EVENTS_MAX_LEN, DISPATCH_GRACE_MS = ARGV[1], tonumber(ARGV[2])
 local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
 local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
 local HELD = { claimed = true, in_progress = true }
@@ -57,22 +59,31 @@ local function move(id, from, to, now)
   redis.call('ZADD', STATUS_KEY[to], ms(now), id)
 end
 
-local function make_ready(ik, id)
+-- A pending item is ready for its role, and in the dispatch outbox until a message for it is
+-- known to be sent: scored by when a sweeper should send one. `due_ms` nil means the writer
+-- sends it now, so a sweeper steps in only if that send is not confirmed within the grace;
+-- false keeps it out of the queues (for manual claims).
+local function make_ready(ik, id, now, due_ms)
   local f = redis.call('HMGET', ik, 'role', 'priority')
   redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
+  if due_ms ~= false then
+    redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
+  end
 end
 
 -- Returns a held item to pending: a fresh start for the next claimer, with the last holder
 -- remembered so that its late writes are told they lost the lease.
-local function back_to_pending(ik, id)
+-- `due_ms` is when a sweeper sends its message (nil: the caller sends it now).
+local function back_to_pending(ik, id, now, due_ms)
   local last = redis.call('HGET', ik, 'agent_id')
   redis.call('HDEL', ik, 'agent_id')
   redis.call('HSET', ik, 'status', 'pending', 'progress', 0, 'note', '', 'last_agent', last or '')
-  make_ready(ik, id)
+  make_ready(ik, id, now, due_ms)
 end
 
 local function unready(ik, id)
   redis.call('ZREM', READY_KEY[redis.call('HGET', ik, 'role')], id)
+  redis.call('ZREM', OUTBOX, id)
 end
 
 local function ok_item(ik)
@@ -115,6 +126,7 @@ local function do_claim(id, agent, lease_ms, now)
   redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
     'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires), 'lease_ms', lease_ms)
   redis.call('ZREM', READY_KEY[f[3]], id)
+  redis.call('ZREM', OUTBOX, id)
   move(id, 'pending', 'claimed', now)
   redis.call('ZADD', LEASES, ms(expires), id)
   touch_agent(agent, f[3], f[4], now, 'active')
@@ -197,7 +209,7 @@ local function hand_off(parent_ik, parent_id, child_id, role, stage, loops, now)
     'parent_id', parent_id, 'loops', loops, 'status', 'pending', 'progress', 0, 'attempts', 0,
     'created_at', fmt(now), 'updated_at', fmt(now))
   move(child_id, nil, 'pending', now)
-  make_ready(cik, child_id)
+  make_ready(cik, child_id, now)
   redis.call('HSET', parent_ik, 'next_id', child_id)
   emit('submitted', child_id, '', nil, p[8], 'pending', 'handoff from ' .. parent_id)
 end

@@ -1,7 +1,7 @@
 -- Cancel an item. A pending one is cancelled at once; a held one is marked cancel_requested,
 -- stored here so that it survives worker restarts: its holder learns of it at its next
--- heartbeat, and it ends cancelled when released or reaped. ARGV: [2] id, [3] acting agent or ''.
-local id, actor = ARGV[2], ARGV[3]
+-- heartbeat, and it ends cancelled when released or reaped. ARGV: [3] id, [4] acting agent or ''.
+local id, actor = ARGV[3], ARGV[4]
 local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'trace_id', 'fence')
 local st = f[1]

@@ -1,2 +1,2 @@
--- Claim one item by id. ARGV: [2] id, [3] agent, [4] lease ms.
-return do_claim(ARGV[2], ARGV[3], tonumber(ARGV[4]), now_us())
+-- Claim one item by id. ARGV: [3] id, [4] agent, [5] lease ms.
+return do_claim(ARGV[3], ARGV[4], tonumber(ARGV[5]), now_us())

@@ -1,15 +1,16 @@
 -- The holder finishes its item: complete (success) or fail. A retryable failure goes back to
 -- pending with attempts + 1, or dead once attempts reach max_attempts.
 -- Velocity is added here, inside the same step that leaves 'claimed', so it is counted once.
--- ARGV: [2] id, [3] agent, [4] fence or '', [5] outcome 'completed'|'failed',
---       [6] result JSON or '', [7] error or '', [8] points override or '', [9] retry '1'|'0',
---       [10] the item's artifacts as a JSON object, or '' to leave them (completion only),
---       [11] a handoff's new item id or '', [12] its role, [13] its stage, [14] its loop count.
+-- ARGV: [3] id, [4] agent, [5] fence or '', [6] outcome 'completed'|'failed',
+--       [7] result JSON or '', [8] error or '', [9] points override or '', [10] retry '1'|'0',
+--       [11] the item's artifacts as a JSON object, or '' to leave them (completion only),
+--       [12] a handoff's new item id or '', [13] its role, [14] its stage, [15] its loop count,
+--       [16] a retry's backoff in ms: a sweeper sends it again that long from now.
 -- A handoff creates the workflow's next-stage item in this same step, so it happens exactly
 -- once; velocity then waits for the workflow's last stage, so a feature counts once.
-local id, agent = ARGV[2], ARGV[3]
-local outcome = ARGV[5]
-local refused = check_holder(id, agent, ARGV[4], outcome == 'completed' and 'complete' or 'fail')
+local id, agent = ARGV[3], ARGV[4]
+local outcome = ARGV[6]
+local refused = check_holder(id, agent, ARGV[5], outcome == 'completed' and 'complete' or 'fail')
 if refused then
   return refused
 end
@@ -21,23 +22,23 @@ local st, fence, trace, team = f[1], f[2], f[3], f[4]
 drop_claim(ik, id)
 local to = outcome
 if outcome == 'completed' then
-  local points = ARGV[8] ~= '' and ARGV[8] or f[5]
+  local points = ARGV[9] ~= '' and ARGV[9] or f[5]
   redis.call('HSET', ik, 'status', 'completed', 'progress', 100, 'points', points,
     'completed_at', fmt(now), 'updated_at', fmt(now))
-  if ARGV[6] ~= '' then
-    redis.call('HSET', ik, 'result', ARGV[6])
-  end
-  if ARGV[10] ~= '' then
-    redis.call('HSET', ik, 'artifacts', ARGV[10])
+  if ARGV[7] ~= '' then
+    redis.call('HSET', ik, 'result', ARGV[7])
   end
   if ARGV[11] ~= '' then
-    hand_off(ik, id, ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
+    redis.call('HSET', ik, 'artifacts', ARGV[11])
+  end
+  if ARGV[12] ~= '' then
+    hand_off(ik, id, ARGV[12], ARGV[13], ARGV[14], ARGV[15], now)
   elseif tonumber(points) > 0 then
     redis.call('HINCRBY', VELOCITY, team, points)
   end
 else
-  redis.call('HSET', ik, 'error', ARGV[7], 'updated_at', fmt(now))
-  if ARGV[9] == '1' then
+  redis.call('HSET', ik, 'error', ARGV[8], 'updated_at', fmt(now))
+  if ARGV[10] == '1' then
     local attempts = tonumber(f[7]) + 1
     redis.call('HSET', ik, 'attempts', attempts)
     if f[9] == '1' then
@@ -49,7 +50,7 @@ else
     end
   end
   if to == 'pending' then
-    back_to_pending(ik, id)
+    back_to_pending(ik, id, now, ms(now) + (tonumber(ARGV[16]) or 0))
   else
     redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
   end
@@ -61,7 +62,7 @@ redis.call('HINCRBY', ak, outcome == 'completed' and 'completed' or 'failed', 1)
 redis.call('HINCRBY', ak, 'duration_total_us', now - tonumber(f[6]))
 redis.call('HSET', ak, 'status', 'idle', 'last_heartbeat', fmt(now))
 redis.call('ZADD', AGENTS, ms(now), agent)
-emit(outcome, id, agent, fence, trace, to, outcome == 'failed' and ARGV[7] or '')
+emit(outcome, id, agent, fence, trace, to, outcome == 'failed' and ARGV[8] or '')
 if to == 'dead' or to == 'cancelled' then
   emit(to, id, agent, fence, trace, to, '')
 end

@@ -1,8 +1,8 @@
 -- Return one item whose lease has expired: to pending with attempts + 1, to dead once attempts
 -- reach max_attempts, or to cancelled when a cancel was requested. The claim key's absence is
 -- the proof of expiry (its PX ran out), so a racing heartbeat or a second reaper finds nothing
--- to do: running this twice, or from many processes, is safe. ARGV: [2] id.
-local id = ARGV[2]
+-- to do: running this twice, or from many processes, is safe. ARGV: [3] id.
+local id = ARGV[3]
 local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'agent_id', 'fence', 'trace_id', 'attempts',
   'max_attempts', 'cancel_requested')
@@ -29,7 +29,7 @@ end
 drop_claim(ik, id)
 redis.call('HSET', ik, 'attempts', attempts, 'updated_at', fmt(now))
 if to == 'pending' then
-  back_to_pending(ik, id)
+  back_to_pending(ik, id, now, ms(now))  -- due now: the next sweep sends it
 else
   redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
 end

@@ -1,10 +1,10 @@
 -- Register (or re-register) an agent; its metrics survive re-registration.
--- ARGV: [2] agent id, [3..] field/value pairs.
-local agent = ARGV[2]
+-- ARGV: [3] agent id, [4..] field/value pairs.
+local agent = ARGV[3]
 local ak = AGENT_PREFIX .. agent
 local now = now_us()
 local fields = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSETNX', ak, 'completed', 0)

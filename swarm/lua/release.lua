@@ -1,7 +1,7 @@
 -- The holder gives its item back: pending again (attempts unchanged), or cancelled when a
--- cancel was requested while it ran. ARGV: [2] id, [3] agent, [4] fence or ''.
-local id, agent = ARGV[2], ARGV[3]
-local refused = check_holder(id, agent, ARGV[4], 'release')
+-- cancel was requested while it ran. ARGV: [3] id, [4] agent, [5] fence or ''.
+local id, agent = ARGV[3], ARGV[4]
+local refused = check_holder(id, agent, ARGV[5], 'release')
 if refused then
   return refused
 end
@@ -12,7 +12,7 @@ drop_claim(ik, id)
 local to = f[4] == '1' and 'cancelled' or 'pending'
 redis.call('HSET', ik, 'updated_at', fmt(now))
 if to == 'pending' then
-  back_to_pending(ik, id)
+  back_to_pending(ik, id, now, ms(now))  -- due now: the next sweep sends it
 else
   redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
 end

@@ -24,6 +24,7 @@ LUA_NAME_TO_ATTRIBUTE = {
     "EVENTS": "events",
     "VELOCITY": "velocity",
     "AGENTS": "agents",
+    "OUTBOX": "outbox",
 }
 
 
@@ -114,7 +115,7 @@ def test_default_namespace_is_swarm() -> None:
 def test_script_keys_are_distinct_and_cover_every_status_and_role() -> None:
     keys = Keys("t")
     sk = keys.script_keys()
-    assert len(set(sk)) == len(sk) == 8 + len(Status) + len(Role)
+    assert len(set(sk)) == len(sk) == 9 + len(Status) + len(Role)
     assert set(sk) >= {keys.status(s) for s in Status} | {keys.ready(r) for r in Role}
 
 
