@@ -305,6 +305,7 @@ class Ledger(LedgerQueries):
         specialization: str = "",
         host: str = "",
         pid: int | None = None,
+        node: str = "",
     ) -> Agent:
         """Registers an agent (or updates its record); its metrics are kept."""
         agent = validation.agent_id(agent_id)
@@ -312,7 +313,8 @@ class Ledger(LedgerQueries):
             "team", validation.team(self.settings.default_team if team is None else team),
             "capacity", validation.positive_int(capacity, "capacity"),
             "specialization", validation.note(specialization),
-            "host", host,
+            "host", validation.note(host),
+            "node", validation.note(node),
         ]  # fmt: skip
         if role is not None:
             fields += ["role", validation.enum_value(Role, role, "role").value]

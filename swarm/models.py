@@ -128,6 +128,7 @@ class Agent(BaseModel):
     specialization: str = ""
     host: str = ""
     pid: int | None = None
+    node: str = ""  # the Celery worker node it runs in, e.g. developer@host
     status: AgentStatus = AgentStatus.IDLE
     last_heartbeat: datetime | None = None
     completed: int = 0

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown, worker_shutting_down
 
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
@@ -27,6 +27,7 @@ from workers.dispatch import send
 from workers.execute import execute
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import REAPS_PER_LEASE, UpkeepThread
+from workers.shutdown import GraceTimer
 from workers.workflows import load_workflows
 
 settings = get_settings()
@@ -46,12 +47,14 @@ _agents: dict[tuple[int, Role], str] = {}  # this process's registered agent per
 _agents_lock = threading.Lock()  # pool threads may start their first task at the same time
 
 
-def _process_agent(pid: int, role: Role) -> str:
+def _process_agent(pid: int, role: Role, node: str) -> str:
     """This process's agent id for ``role``, registered on first use."""
     with _agents_lock:
         if (pid, role) not in _agents:
             agent_id = new_agent_id()
-            _process_ledger(pid).register_agent(agent_id, role=role, host=socket.gethostname(), pid=pid)
+            _process_ledger(pid).register_agent(
+                agent_id, role=role, host=socket.gethostname(), pid=pid, node=node
+            )
             _agents[(pid, role)] = agent_id
         return _agents[(pid, role)]
 
@@ -73,13 +76,15 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     del work_type  # carried for Flower; the ledger's item is the truth
     pid = os.getpid()
     ledger = _process_ledger(pid)
-    run = execute(ledger, work_id, _process_agent(pid, Role(role)), handlers=registry, workflows=workflows)
+    agent_id = _process_agent(pid, Role(role), execute_item.request.hostname or "")
+    run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows)
     if run.next_id is not None:  # the workflow's next stage, created with this completion
         send(app, ledger, ledger.get(run.next_id))
     return run.outcome.value
 
 
 _upkeep: list[UpkeepThread] = []
+_grace: list[GraceTimer] = []
 
 
 @worker_ready.connect
@@ -92,7 +97,19 @@ def _start_upkeep(**_: Any) -> None:
     _upkeep.append(upkeep)
 
 
+@worker_shutting_down.connect
+def _start_grace(sender: Any = None, how: str = "", **_: Any) -> None:
+    """On a warm shutdown, items still in hand after the grace period are released."""
+    if how == "Warm" and not _grace:
+        ledger = Ledger.from_url(broker_url, settings)
+        timer = GraceTimer(ledger, str(sender), settings.shutdown_grace_seconds)
+        timer.start()
+        _grace.append(timer)
+
+
 @worker_shutdown.connect
 def _stop_upkeep(**_: Any) -> None:
     while _upkeep:
         _upkeep.pop().stop()
+    while _grace:
+        _grace.pop().cancel()

@@ -86,7 +86,8 @@ def assert_consistent(ledger: Ledger) -> None:
         if item.status.terminal:
             assert item.completed_at is not None, wid
     outbox = set(client.zrange(keys.outbox, 0, -1))
-    assert outbox <= {w for w, i in items.items() if i.status is Status.PENDING}, "only pending items owe a send"
+    pending = {w for w, i in items.items() if i.status is Status.PENDING}
+    assert outbox <= pending, "only pending items are owed a send"
     claim_keys = {k[len(keys.claim_prefix) :] for k in client.keys(keys.claim_prefix + "*")}
     assert claim_keys <= set(held)
     assert sum(ledger.counts().values()) == len(items)
