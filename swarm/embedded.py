@@ -67,7 +67,7 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: no orphaned redis-server if the swarm is killed."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -108,7 +108,7 @@ def _server_process(executable: str) -> Iterator[str]:
             "--appendonly", "no", "--dir", workdir, "--daemonize", "no", "--loglevel", "warning",
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = die_with_parent if sys.platform.startswith("linux") else None
         # preexec_fn only calls prctl (async-signal-safe in practice), so it is safe with threads.
         proc = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
             args,

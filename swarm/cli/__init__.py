@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from swarm.cli import agents, demo, work, worker
+from swarm.cli import agents, demo, up, work, worker
 
 app = typer.Typer(
     name="swarm",
@@ -33,6 +33,7 @@ app.command()(agents.agents)
 app.command("generate-id")(agents.generate_id)
 app.command()(demo.demo)
 app.command(context_settings={"allow_extra_args": True})(worker.worker)
+app.command()(up.up)
 
 
 def main() -> None:

@@ -1,0 +1,129 @@
+"""``swarm up``: every role's worker (and Flower with ``--flower``) until Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import typer
+from rich.text import Text
+
+from swarm import validation
+from swarm.cli.runtime import load_settings, out, run
+from swarm.connection import redact
+from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
+from swarm.errors import BadInput, RedisUnavailable
+from swarm.models import Role
+from swarm.settings import Settings
+from workers.fleet import Fleet
+
+ROLE_COLOURS = {"pm": "magenta", "architect": "blue", "developer": "green", "qa": "yellow", "devops": "cyan"}
+FLOWER_PORT = 5555  # Flower's usual port
+
+
+def parse_roles(roles: str) -> list[Role]:
+    if roles.strip() == "all":
+        return list(Role)
+    parsed = [validation.enum_value(Role, r.strip(), "role") for r in roles.split(",") if r.strip()]
+    if not parsed:
+        raise BadInput("--roles needs at least one role, or 'all'")
+    return list(dict.fromkeys(parsed))
+
+
+def print_line(name: str, line: str) -> None:
+    """One child's line, prefixed with its name (its text is never read as markup)."""
+    out.print(Text.assemble((f"{name:>9} | ", ROLE_COLOURS.get(name, "white")), line))
+
+
+@contextlib.contextmanager
+def swarm_redis(settings: Settings) -> Iterator[RedisTarget]:
+    """REDIS_URL, or an embedded Redis held open for as long as the swarm runs."""
+    try:
+        with resolve_redis(settings.redis_url) as target:
+            yield target
+    except EmbeddedUnavailable as exc:
+        raise RedisUnavailable(f"no REDIS_URL is set and {exc}") from None
+
+
+def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> dict[str, str]:
+    modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
+    return {
+        **os.environ,
+        "REDIS_URL": target.url,
+        "SWARM_KEY_PREFIX": settings.key_prefix,
+        "SWARM_HANDLER_MODULES": ",".join(dict.fromkeys(m.strip() for m in modules if m.strip())),
+        "SWARM_QUIET_EMBEDDED": "1",
+    }
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops ``up`` the way Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def up(
+    roles: str = typer.Option("all", "--roles", help="Comma-separated roles, or 'all'."),
+    concurrency: int = typer.Option(2, "-c", "--concurrency", min=1, help="Slots per role worker."),
+    pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork."),
+    handlers: str | None = typer.Option(None, "--handlers", help="Comma-separated handler modules."),
+    flower: bool = typer.Option(False, "--flower", help="Also run Flower (loopback only)."),
+    flower_port: int = typer.Option(FLOWER_PORT, "--flower-port", min=1, max=65535),
+) -> None:
+    """Run a worker for every role (plus Flower) until Ctrl-C, then stop them all cleanly."""
+
+    def body() -> None:
+        chosen = parse_roles(roles)
+        settings = load_settings()
+        with swarm_redis(settings) as target, sigterm_as_interrupt():
+            env = fleet_env(target, handlers, settings)
+            if not env["SWARM_HANDLER_MODULES"]:
+                out.print(
+                    "note: no handler modules (--handlers or SWARM_HANDLER_MODULES): items will fail "
+                    "with 'no handler'. Try --handlers workers.demo.",
+                    style="yellow",
+                )
+            fleet = Fleet(env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds)
+            for role in chosen:
+                fleet.add_worker(role, concurrency=concurrency, pool=pool)
+            if flower:
+                fleet.add_flower(flower_port)
+            where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
+            out.print(f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes")
+            try:
+                with fleet:
+                    names = ", ".join(c.name for c in fleet.children)
+                    out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
+                    if flower:
+                        out.print(f"Flower: http://127.0.0.1:{flower_port}/")
+                    wait_for_exit(fleet)
+            except KeyboardInterrupt:
+                out.print("swarm up: stopped", style="bold")
+                return
+
+    run(False, body)
+
+
+def wait_for_exit(fleet: Fleet) -> None:
+    """Blocks until Ctrl-C (KeyboardInterrupt) or until a child exits on its own (an error)."""
+    expected = len(fleet.children)
+    stop = threading.Event()
+    while not stop.wait(0.5):
+        if len(fleet.alive()) < expected:
+            gone = [c.name for c in fleet.children if c.name not in fleet.alive()]
+            raise RuntimeError(f"{', '.join(gone)} exited; stopping the swarm")

@@ -1,0 +1,148 @@
+"""A fleet of role workers (and optionally Flower) as child processes: what ``swarm up`` runs.
+
+Each role gets its own ``swarm worker`` process (node ``<role>@<host>``), so every Celery option
+and tool still applies. Children run in their own session, so a terminal's Ctrl-C reaches only
+the fleet, which stops them warmly (SIGTERM, then SIGKILL after the grace); on Linux they also
+die with the fleet's process if it is killed, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from swarm.embedded import die_with_parent
+from swarm.models import Role
+
+READY_MARK = " ready."  # what a celery worker prints once it consumes
+FLOWER_READY_MARK = "Visit me at"  # what Flower prints once it serves
+START_TIMEOUT_S = 90.0  # cold interpreters importing Celery on a busy 2-core machine
+STOP_MARGIN_S = 10.0  # beyond the shutdown grace, before a child is killed
+
+Sink = Callable[[str, str], None]  # (name, line) for each line a child prints
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready_mark: str
+    proc: subprocess.Popen[bytes] | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    tail: list[str] = field(default_factory=list)  # its last lines, for a failure message
+
+
+class Fleet:
+    """Starts the children, waits until each is ready, and stops them all on exit."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        sink: Sink | None = None,
+        log_dir: Path | None = None,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.env = env
+        self.sink = sink
+        self.log_dir = log_dir
+        self.grace_seconds = grace_seconds
+        self.children: list[Child] = []
+
+    def add_worker(
+        self, role: Role, *, concurrency: int = 1, pool: str = "threads", args: Sequence[str] = ()
+    ) -> None:
+        argv = [
+            sys.executable, "-m", "swarm", "worker", "--role", role.value, "--name", f"{role.value}@%h",
+            "-c", str(concurrency), "--pool", pool, *args,
+        ]  # fmt: skip
+        self.children.append(Child(role.value, argv, READY_MARK))
+
+    def add_flower(self, port: int, address: str = "127.0.0.1") -> None:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "workers.app", "flower",
+            f"--port={port}", f"--address={address}",
+        ]  # fmt: skip
+        self.children.append(Child("flower", argv, FLOWER_READY_MARK))
+
+    def __enter__(self) -> Fleet:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        for child in self.children:
+            child.proc = subprocess.Popen(  # noqa: S603 - our own commands, argv lists, no shell
+                child.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            )
+            pump = threading.Thread(target=self._pump, args=(child, child.proc), daemon=True)
+            pump.start()
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            while not child.ready.wait(0.1):
+                exited = child.proc is None or child.proc.poll() is not None
+                if exited or time.monotonic() > deadline:
+                    why = "exited" if exited else f"was not ready in {timeout:.0f}s"
+                    tail = "\n".join(child.tail[-20:])
+                    raise RuntimeError(f"{child.name} {why}:\n{tail}")
+
+    def _pump(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
+        """Copies a child's output to its log file and the sink, watching for its ready line."""
+        if proc.stdout is None:
+            return
+        log: IO[str] | None = None
+        if self.log_dir is not None:
+            log = (self.log_dir / f"{child.name}.log").open("w", encoding="utf-8")
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                child.tail = [*child.tail[-49:], line]
+                if child.ready_mark in line:
+                    child.ready.set()
+                if log is not None:
+                    log.write(line + "\n")
+                    log.flush()
+                if self.sink is not None:
+                    self.sink(child.name, line)
+        finally:
+            if log is not None:
+                log.close()
+
+    def alive(self) -> list[str]:
+        return [c.name for c in self.children if c.proc is not None and c.proc.poll() is None]
+
+    def stop(self) -> None:
+        """Warm shutdown of every child (SIGTERM), then SIGKILL for any still running after the grace."""
+        running = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for proc in running:
+            os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_seconds + STOP_MARGIN_S
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
