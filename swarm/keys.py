@@ -105,3 +105,8 @@ class Keys:
             *(self.ready(r) for r in Role),
             self.outbox,
         )
+
+    def claude_usage(self, work_id: str) -> str:
+        """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
+        and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""
+        return f"{self.tag}:claude:{work_id}"
