@@ -28,9 +28,21 @@ class Workflow:
         return self.stages[0]
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a source checkout (or editable install)
+
+
+def _locate(path: str | Path) -> Path:
+    """A relative path is looked up in the current directory, then in the project's checkout,
+    so that ``config/workflows.toml`` is found wherever a worker is started from."""
+    file = Path(path)
+    if file.is_file() or file.is_absolute():
+        return file
+    return PROJECT_ROOT / file
+
+
 def load_workflows(path: str | Path) -> dict[str, Workflow]:
     """Reads a workflows TOML file; a missing file means no workflows."""
-    file = Path(path)
+    file = _locate(path)
     if not file.is_file():
         return {}
     try:

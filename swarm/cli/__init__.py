@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from swarm.cli import agents, demo, up, work, worker
+from swarm.cli import agents, demo, tour, up, work, worker
 
 app = typer.Typer(
     name="swarm",
@@ -32,6 +32,7 @@ app.command()(agents.register)
 app.command()(agents.agents)
 app.command("generate-id")(agents.generate_id)
 app.command()(demo.demo)
+app.command()(tour.tour)
 app.command(context_settings={"allow_extra_args": True})(worker.worker)
 app.command()(up.up)
 

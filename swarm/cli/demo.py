@@ -1,99 +1,107 @@
-"""``swarm demo``: a scripted walk-through of the ledger through the real CLI.
+"""``swarm demo``: ``swarm up`` with the demo handlers, and a backlog flowing through five roles.
 
-Each step runs ``swarm …`` as a separate process against the same Redis (REDIS_URL, or an
-embedded one held open for the whole walk-through), and shows what a user would see.
+Features go PM → Architect → Developer → QA → DevOps (the ``feature`` workflow); two more items
+show a transient failure retried with backoff until dead, and a permanent one. A live board
+shows every item moving; the report at the end is read from the ledger.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import subprocess
-import sys
+import secrets
+import tempfile
+import time
+from pathlib import Path
 
-from rich.rule import Rule
+import typer
+from rich.live import Live
 
+from swarm.cli.demo_view import board, chain, finished, report
 from swarm.cli.runtime import load_settings, out, run
+from swarm.cli.up import fleet_env, swarm_redis
 from swarm.connection import redact
-from swarm.embedded import resolve_redis
-from swarm.ids import new_agent_id
+from swarm.errors import SwarmError
+from swarm.facade import Swarm
+from swarm.models import Role, WorkItem
+from workers.fleet import Fleet
 
-STEP_TIMEOUT_S = 60  # one CLI call; generous for a cold interpreter on a slow machine
-
-
-def _step(env: dict[str, str], title: str, *args: str, expect: int = 0) -> str:
-    out.print(Rule(title, style="blue"))
-    out.print("$ swarm " + " ".join(shlex.quote(a) for a in args), style="bold", markup=False)
-    done = subprocess.run(  # noqa: S603 - our own CLI, argv list, no shell
-        [sys.executable, "-m", "swarm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=STEP_TIMEOUT_S,
-        check=False,
-    )
-    sys.stdout.write(done.stdout)
-    sys.stdout.write(done.stderr)
-    out.print(f"(exit {done.returncode})", style="green" if done.returncode == expect else "bold red")
-    if done.returncode != expect:
-        raise SystemExit(f"demo step failed: expected exit {expect}, got {done.returncode}")
-    return done.stdout
+DEMO_HANDLERS = "workers.demo"
+SLOTS_PER_ROLE = 2
+DEMO_GRACE_S = 5.0  # the demo's workers stop quickly once the backlog is done
+REFRESH_S = 0.25  # how often the live board is redrawn
+DEFAULT_TIMEOUT_S = 110.0  # the backlog itself; worker start-up comes on top
+FEATURES = (  # (title, priority, points, seconds per stage)
+    ("Rate-limit the public API", "critical", 8, 0.8),
+    ("Sign in with SSO", "high", 5, 1.2),
+    ("Faster search", "high", 3, 0.6),
+    ("Export reports as CSV", "medium", 3, 0.8),
+    ("Audit log for admin actions", "medium", 5, 1.0),
+    ("Dark mode", "low", 2, 0.6),
+)
 
 
-def demo() -> None:
-    """Walk through submit / claim / progress / complete / show on a real Redis."""
+def submit_backlog(client: Swarm) -> list[WorkItem]:
+    roots = [
+        client.submit(
+            "feature", title, workflow="feature", priority=priority, points=points, team="web",
+            payload={"duration_s": seconds},
+        )
+        for title, priority, points, seconds in FEATURES
+    ]  # fmt: skip
+    roots.append(
+        client.submit(
+            "integration", "Flaky vendor sync (transient: retried, then dead)", role=Role.DEVELOPER,
+            priority="medium", team="platform", payload={"duration_s": 0.3, "fail": "transient"},
+        )
+    )  # fmt: skip
+    roots.append(
+        client.submit(
+            "review", "Unfixable request (permanent: failed at once)", role=Role.QA,
+            priority="low", team="platform", payload={"duration_s": 0.3, "fail": "permanent"},
+        )
+    )  # fmt: skip
+    return roots
+
+
+Chains = list[list[WorkItem]]
+
+
+def watch(client: Swarm, roots: list[WorkItem], timeout: float, logs: Path) -> tuple[Chains, float]:
+    """Redraws the board until every item's chain has ended; returns the chains and the time taken."""
+    started = time.monotonic()
+    chains = [chain(client.ledger, r.id) for r in roots]
+    with Live(board(chains, 0.0), console=out, refresh_per_second=1 / REFRESH_S) as live:
+        while not all(finished(c) for c in chains):
+            if time.monotonic() - started > timeout:
+                raise SwarmError(f"the backlog did not finish within {timeout:.0f}s (logs in {logs})")
+            time.sleep(REFRESH_S)  # the board's refresh period, not a wait for a result
+            chains = [chain(client.ledger, r.id) for r in roots]
+            live.update(board(chains, time.monotonic() - started))
+    return chains, time.monotonic() - started
+
+
+def demo(
+    timeout: float = typer.Option(DEFAULT_TIMEOUT_S, "--timeout", min=1, help="Seconds for the backlog."),
+) -> None:
+    """Start every role's worker, run a sample backlog through the value stream, and report."""
 
     def body() -> None:
         settings = load_settings()
-        with resolve_redis(settings.redis_url) as target:
-            where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
-            out.print(f"swarm demo on {redact(target.url)} ({where})", markup=False)
-            env = {**os.environ, "REDIS_URL": target.url, "SWARM_QUIET_EMBEDDED": "1"}
-            dev, other = new_agent_id(), new_agent_id()
-            _step(env, "Register a developer agent", "register", dev, "--role", "developer", "--team", "web")
-            raw = _step(
-                env,
-                "Submit a feature (quotes and newlines are stored byte-exact)",
-                "submit", "feature_development", 'Add "Sign in with SSO"\nacross the web app',
-                "--priority", "high", "--team", "web", "--points", "5", "--json",
-            )  # fmt: skip
-            work_id = json.loads(raw)["id"]
-            _step(env, "The developer claims it (fenced)", "claim", work_id, "--agent", dev)
-            _step(
-                env,
-                "A second agent is refused, naming the holder",
-                "claim",
-                work_id,
-                "--agent",
-                other,
-                expect=3,
-            )
-            _step(env, "Progress", "progress", work_id, "40", "login form done", "--agent", dev)
-            _step(
-                env,
-                "Bad input is refused and nothing is written",
-                "progress",
-                work_id,
-                "abc",
-                "--agent",
-                dev,
-                expect=2,
-            )
-            _step(env, "Only the holder may write", "progress", work_id, "90", "--agent", other, expect=5)
-            _step(env, "Complete: velocity is counted once", "complete", work_id, "--agent", dev)
-            _step(
-                env,
-                "Completing twice is an invalid transition",
-                "complete",
-                work_id,
-                "--agent",
-                dev,
-                expect=6,
-            )
-            _step(env, "The item", "show", work_id)
-            _step(env, "The agent's live metrics", "agents")
-            _step(env, "Every transition is in the event stream", "events", "--count", "10")
-        out.print(Rule("done", style="green"))
+        with swarm_redis(settings) as target:
+            where = f"embedded {target.kind}"
+            if not target.embedded:  # on a shared Redis, keep the demo's data to itself
+                settings = settings.model_copy(update={"key_prefix": f"demo-{secrets.token_hex(4)}"})
+                where = f"REDIS_URL, prefix {settings.key_prefix}"
+            logs = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
+            out.print(f"swarm demo on {redact(target.url)} ({where})")
+            out.print(f"starting a worker per role, {SLOTS_PER_ROLE} slots each (logs in {logs})")
+            env = fleet_env(target, DEMO_HANDLERS, settings)
+            fleet = Fleet(env, log_dir=logs, grace_seconds=DEMO_GRACE_S)
+            for role in Role:
+                fleet.add_worker(role, concurrency=SLOTS_PER_ROLE)
+            with fleet, Swarm(target.url, agent_id="demo-pm", settings=settings) as client:
+                out.print("workers ready: " + ", ".join(c.name for c in fleet.children))
+                chains, elapsed = watch(client, submit_backlog(client), timeout, logs)
+                out.print()
+                out.print(report(client.ledger, chains, elapsed))
 
     run(False, body)

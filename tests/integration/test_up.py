@@ -1,0 +1,83 @@
+"""``swarm up``: every role's worker as one fleet; Ctrl-C stops them all, and so does killing it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from swarm import Settings, Status, Swarm
+
+from .polling import wait_until
+
+pytestmark = pytest.mark.integration
+
+START_DEADLINE_S = 90.0  # five cold interpreters importing Celery on a busy 2-core machine
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # a zombie has exited too
+        return stat.read().split(") ", 1)[1].startswith("Z")
+
+
+@contextmanager
+def swarm_up(redis_url: str, prefix: str, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "REDIS_URL": redis_url, "SWARM_KEY_PREFIX": prefix, "COLUMNS": "200"}
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm", "up", "--handlers", "workers.demo", "-c", "1", *args],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: b"Ctrl-C stops them" in log.read_bytes() or proc.poll() is not None,
+            "swarm up to be ready",
+            START_DEADLINE_S,
+        )
+        assert proc.poll() is None, log.read_text(errors="replace")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_up_runs_every_role_and_ctrl_c_stops_them_all(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    client = Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
+    log = tmp_path / "up.log"
+    with swarm_up(redis_url, prefix, log) as up:
+        items = [client.submit("feature", f"for {role}", role=role) for role in ("pm", "qa", "devops")]
+        wait_until(lambda: all(client.get(i.id).status is Status.COMPLETED for i in items), "every role")
+        workers = {a.node.split("@")[0]: a.pid for a in client.ledger.agents()}
+        assert set(workers) == {"pm", "qa", "devops"}, "each role ran in its own role-named worker"
+        up.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert up.wait(timeout=60) == 0, log.read_text(errors="replace")
+    pids = [pid for pid in workers.values() if pid is not None]
+    wait_until(lambda: all(_gone(pid) for pid in pids), "every worker to exit", 10)
+    assert "swarm up: stopped" in log.read_text()
+    client.close()
+
+
+def test_killing_up_leaves_no_orphan_workers(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    client = Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
+    with swarm_up(redis_url, prefix, tmp_path / "up.log", "--roles", "developer,qa") as up:
+        items = [client.submit("feature", f"for {role}", role=role) for role in ("developer", "qa")]
+        wait_until(lambda: all(client.get(i.id).status is Status.COMPLETED for i in items), "both roles")
+        pids = [a.pid for a in client.ledger.agents() if a.pid is not None]
+        assert len(pids) == 2
+        up.kill()  # SIGKILL: no chance to stop its children itself
+        up.wait()
+    wait_until(lambda: all(_gone(pid) for pid in pids), "the workers to die with swarm up", 30)
+    client.close()
