@@ -128,7 +128,8 @@ def claude(
             )
         if not envelope.succeeded:
             detail = (envelope.result or "")[: process.MESSAGE_TAIL_BYTES]
-            raise TransientError(f"claude run failed: {envelope.subtype}" + (f": {detail}" if detail else ""))
+            outcome = f"subtype {envelope.subtype}, is_error {str(envelope.is_error).lower()}"
+            raise TransientError(f"claude run failed ({outcome})" + (f": {detail}" if detail else ""))
         return envelope.result
 
     run_claude.__qualname__ = run_claude.__name__ = "claude"
@@ -161,7 +162,9 @@ def _workdir(ctx: HandlerContext, cwd: str | Path | None, use_worktree: bool) ->
         yield _Where(base)
         return
     with item_worktree(root, ctx.item.id) as tree:
-        yield _Where(tree.path / base.resolve().relative_to(root.resolve()), tree.branch)
+        inside = tree.path / base.resolve().relative_to(root.resolve())
+        inside.mkdir(parents=True, exist_ok=True)  # git keeps no empty directories
+        yield _Where(inside, tree.branch)
 
 
 def _envelope(done: process.Completed, record: dict[str, Any], ctx: HandlerContext, name: str) -> Envelope:

@@ -131,7 +131,8 @@ def _start(
                 start_new_session=True,
             )
         except OSError as exc:
-            raise PermanentError(f"cannot start {what} ({argv[0]!r}): {exc.strerror or exc}") from None
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise PermanentError(f"cannot start {what} ({argv[0]!r}): {exc.strerror or exc}{where}") from None
 
 
 def _pump(pipe: IO[bytes] | None, tail: Tail, name: str) -> threading.Thread:
