@@ -25,6 +25,7 @@ from swarm.ledger import Ledger
 from swarm.models import Agent, AgentStatus, Event, EventKind, Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
 from workers.context import HandlerContext
+from workers.executors import claude, shell
 from workers.handlers import PermanentError, TransientError, handler
 
 __version__ = "0.1.0"
@@ -53,8 +54,10 @@ __all__ = [
     "TransientError",
     "WorkItem",
     "__version__",
+    "claude",
     "get_settings",
     "handler",
     "new_agent_id",
     "new_work_id",
+    "shell",
 ]
