@@ -140,10 +140,10 @@ def test_a_run_that_goes_over_budget_fails_permanently_and_the_next_is_not_start
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "costly")
     fn = claude("hi", budget_usd=0.1)
     item, ctx = claimed(fake_ledger)
-    with pytest.raises(PermanentError, match=r"budget exceeded: this run cost \$0.5000, .* of its \$0.10"):
+    with pytest.raises(PermanentError, match=r"budget exceeded: this run cost \$0.5000, .* of its \$0.1000"):
         fn(item, ctx)
     assert ctx.artifacts["claude"]["total_cost_usd"] == 0.5, "the run's cost was recorded"
-    with pytest.raises(PermanentError, match=r"budget exceeded: the item has spent \$0.5000 of its \$0.10"):
+    with pytest.raises(PermanentError, match=r"budget exceeded: the item has spent \$0.5000 of its \$0.1000"):
         fn(item, ctx)
     assert runs_of(fake_cli) == 1
 
@@ -177,6 +177,14 @@ def test_the_cap_setting_applies_and_counts_across_handlers(fake_ledger: Ledger,
     assert claude("one")(item, ctx) == "one"
     with pytest.raises(PermanentError, match="at most 1 times"):
         claude("two")(item, ctx)
+
+
+def test_a_redis_outage_before_the_run_is_transient(fake_ledger: Ledger, fake_cli: Path) -> None:
+    item, ctx = claimed(fake_ledger)
+    fake_ledger.client.connection_pool.connection_kwargs["server"].connected = False
+    with pytest.raises(TransientError, match="claude usage unavailable in Redis"):
+        claude("hi")(item, ctx)
+    assert runs_of(fake_cli) == 0
 
 
 def test_a_missing_cli_is_permanent(fake_ledger: Ledger) -> None:

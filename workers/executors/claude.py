@@ -98,7 +98,7 @@ def claude(
         usage = Usage(ctx)
         spent = usage.spent_usd()
         if spent >= budget:
-            raise PermanentError(f"budget exceeded: the item has spent ${spent:.4f} of its ${budget:.2f}")
+            raise PermanentError(f"budget exceeded: the item has spent ${spent:.4f} of its ${budget:.4f}")
         cap = settings.claude_max_attempts if limits.max_attempts is None else limits.max_attempts
         runs = usage.start_run()
         if runs > cap:
@@ -124,7 +124,7 @@ def claude(
         if total > budget:
             raise PermanentError(
                 f"budget exceeded: this run cost ${envelope.total_cost_usd:.4f}, "
-                f"the item has spent ${total:.4f} of its ${budget:.2f}"
+                f"the item has spent ${total:.4f} of its ${budget:.4f}"
             )
         if not envelope.succeeded:
             detail = (envelope.result or "")[: process.MESSAGE_TAIL_BYTES]
