@@ -32,15 +32,21 @@ def test_a_submitted_item_is_owed_a_send_until_its_sender_confirms(fake_ledger: 
 
 
 def test_an_unconfirmed_send_is_due_after_the_grace_and_taken_by_one_sweeper(fake_ledger: Ledger) -> None:
-    quick = with_settings(fake_ledger, requeue_after_seconds=0.001)
-    item = quick.submit("feature", "lost send", role="qa", priority="high", payload={"k": 1})
+    item = fake_ledger.submit("feature", "lost send", role="qa", priority="high", payload={"k": 1})
     fake_ledger.client.zadd(fake_ledger.keys.outbox, {item.id: 0})  # its grace ran out
-    taken = quick.due_dispatches()
+    taken = fake_ledger.due_dispatches()
     assert taken == [Dispatch(item.id, "feature", Role.QA, Priority.HIGH, None)]
     again = fake_ledger.due_dispatches()  # a second sweeper, within the taker's grace
     assert again == [], "a taken entry is held for the taker"
-    assert quick.dispatched(taken[0]) is True
+    assert fake_ledger.dispatched(taken[0]) is True
     assert _outbox(fake_ledger) == {}
+
+
+def test_the_grace_comes_from_the_writers_settings(fake_ledger: Ledger) -> None:
+    quick = with_settings(fake_ledger, requeue_after_seconds=0.001)
+    before = _server_ms(quick)
+    item = quick.submit("feature", "x")
+    assert before + 1 <= _outbox(quick)[item.id] <= _server_ms(quick) + 1
 
 
 def test_a_manual_item_is_never_sent(fake_ledger: Ledger) -> None:
