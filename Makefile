@@ -28,6 +28,7 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/bench_ledger.py
+	$(BIN)/python bench/bench_workers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from functools import cache
 from typing import Any
 
@@ -18,9 +19,10 @@ from celery.signals import worker_process_shutdown, worker_ready, worker_shutdow
 
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
-from swarm.errors import SwarmError
+from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
+from swarm.logs import configure_logging
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from workers.dispatch import send
@@ -30,6 +32,10 @@ from workers.reaper import REAPS_PER_LEASE, UpkeepThread
 from workers.shutdown import GraceTimer
 from workers.workflows import load_workflows
 
+REDIS_OUTAGE_PATIENCE_S = 120.0  # how long a delivered task waits for Redis to come back
+REDIS_RETRY_PAUSE_S = 1.0  # between its tries meanwhile
+
+configure_logging()
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
@@ -77,7 +83,18 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     pid = os.getpid()
     ledger = _process_ledger(pid)
     agent_id = _process_agent(pid, Role(role), execute_item.request.hostname or "")
-    run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows)
+    deadline = time.monotonic() + REDIS_OUTAGE_PATIENCE_S
+    while True:
+        try:
+            run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows)
+            break
+        except RedisUnavailable:
+            # Redis is restarting: once this message is acked nothing would send the item
+            # again, so wait for it. Trying again is safe: a claim whose reply was lost is
+            # skipped now and comes back through the lease reaper.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(REDIS_RETRY_PAUSE_S)
     if run.next_id is not None:  # the workflow's next stage, created with this completion
         send(app, ledger, ledger.get(run.next_id))
     return run.outcome.value

@@ -92,7 +92,7 @@ def execute(
         reason = f"no handler for type {item.type!r} on role {item.role.value}"
         return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence))
     lease = ledger.settings.lease_seconds if lease_seconds is None else lease_seconds
-    ctx.log.info("started", type=item.type, fence=fence, attempts=item.attempts)
+    ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
     result: Any = None
     with LeaseKeeper(ctx, lease):
