@@ -38,9 +38,7 @@ def test_sigterm_lets_the_items_in_hand_finish_within_the_grace(
             client.submit("feature", f"in hand {n}", role="developer", payload={"duration_s": 2})
             for n in range(2)
         ]
-        wait_until(
-            lambda: all(client.get(i.id).status.held for i in items), "both items to be in hand", 30
-        )
+        wait_until(lambda: all(client.get(i.id).status.held for i in items), "both items to be in hand", 30)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=EXIT_DEADLINE_S) == 0, "a warm shutdown exits cleanly"
     assert [client.get(i.id).status for i in items] == [Status.COMPLETED] * 2, "finished, not dropped"
