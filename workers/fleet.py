@@ -36,6 +36,7 @@ class Child:
     name: str
     argv: list[str]
     ready_mark: str
+    env: dict[str, str] = field(default_factory=dict)  # on top of the fleet's
     proc: subprocess.Popen[bytes] | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     tail: list[str] = field(default_factory=list)  # its last lines, for a failure message
@@ -72,7 +73,9 @@ class Fleet:
             sys.executable, "-m", "celery", "-A", "workers.app", "flower",
             f"--port={port}", f"--address={address}",
         ]  # fmt: skip
-        self.children.append(Child("flower", argv, FLOWER_READY_MARK))
+        # Bound to loopback, its API may answer without auth (Flower refuses it otherwise).
+        loopback = {"FLOWER_UNAUTHENTICATED_API": "true"} if address == "127.0.0.1" else {}
+        self.children.append(Child("flower", argv, FLOWER_READY_MARK, env=loopback))
 
     def __enter__(self) -> Fleet:
         try:
@@ -91,7 +94,7 @@ class Fleet:
         for child in self.children:
             child.proc = subprocess.Popen(  # noqa: S603 - our own commands, argv lists, no shell
                 child.argv,
-                env=self.env,
+                env={**self.env, **child.env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

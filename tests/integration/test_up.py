@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from swarm import Settings, Status, Swarm
+from swarm.embedded import free_port
 
 from .polling import wait_until
 
@@ -81,3 +84,21 @@ def test_killing_up_leaves_no_orphan_workers(redis_url: str, prefix: str, tmp_pa
         up.wait()
     wait_until(lambda: all(_gone(pid) for pid in pids), "the workers to die with swarm up", 30)
     client.close()
+
+
+def test_up_with_flower_shows_the_role_named_workers(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    port = free_port()
+    args = ("--roles", "developer", "--flower", "--flower-port", str(port))
+    with swarm_up(redis_url, prefix, tmp_path / "up.log", *args):
+        found: dict[str, object] = {}
+
+        def listed() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=5) as r:
+                    found.update(json.loads(r.read()))
+            except OSError:
+                return False
+            return any(name.startswith("developer@") for name in found)
+
+        wait_until(listed, "Flower to list the developer worker", 60)
+    assert any(name.startswith("developer@") for name in found)
