@@ -95,8 +95,8 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(REDIS_RETRY_PAUSE_S)
-    if run.next_id is not None:  # the workflow's next stage, created with this completion
-        send(app, ledger, ledger.get(run.next_id))
+    if run.next_dispatch is not None:  # the workflow's next stage, created with this completion
+        send(app, ledger, run.next_dispatch)
     return run.outcome.value
 
 

@@ -7,6 +7,7 @@ again. A duplicate delivery finds the item claimed or finished and does nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from typing import Any
 import structlog
 
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner
-from swarm.ledger import Handoff, Ledger
-from swarm.models import Status, WorkItem
+from swarm.ledger import Dispatch, Handoff, Ledger
+from swarm.models import Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper
@@ -47,10 +48,20 @@ class Execution:
     item: WorkItem | None = None
     detail: str = ""
 
+    handoff: Handoff | None = None  # where the completion handed the work on to
+
     @property
     def next_id(self) -> str | None:
         """The workflow's next-stage item this run handed off to, if any."""
         return self.item.next_id if self.item is not None else None
+
+    @property
+    def next_dispatch(self) -> Dispatch | None:
+        """What sending the next stage needs; the handoff copied type and priority from this item."""
+        if self.item is None or self.item.next_id is None or self.handoff is None:
+            return None
+        role = Role(self.handoff.role)
+        return Dispatch(self.item.next_id, self.item.type, role, self.item.priority)
 
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -123,12 +134,13 @@ def execute(
         why = f"permanent: {exc}"
         return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
     try:
-        return _recorded(
+        run = _recorded(
             ctx,
             lambda: ledger.complete(
                 wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts, handoff=handoff
             ),
         )
+        return dataclasses.replace(run, handoff=handoff)
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
         why = f"unrecordable result: {exc}"
         return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from swarm.errors import BadInput
-from swarm.ledger import Ledger
+from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.execute import Outcome, execute
@@ -51,7 +51,9 @@ def run_chain(ledger: Ledger, first: WorkItem, handlers: HandlerRegistry) -> lis
         assert run.item is not None
         chain.append(run.item)
         if run.next_id is None:
+            assert run.next_dispatch is None
             return chain
+        assert run.next_dispatch == Dispatch.of(ledger.get(run.next_id)), "sent as the ledger wrote it"
         work_id = run.next_id
     raise AssertionError("the workflow did not end")
 
