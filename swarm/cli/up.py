@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -23,6 +24,7 @@ from workers.fleet import Fleet
 
 ROLE_COLOURS = {"pm": "magenta", "architect": "blue", "developer": "green", "qa": "yellow", "devops": "cyan"}
 FLOWER_PORT = 5555  # Flower's usual port
+CHILD_CHECK_S = 0.5  # how often `up` checks that its children still run
 
 
 def parse_roles(roles: str) -> list[Role]:
@@ -121,9 +123,9 @@ def up(
 
 def wait_for_exit(fleet: Fleet) -> None:
     """Blocks until Ctrl-C (KeyboardInterrupt) or until a child exits on its own (an error)."""
-    expected = len(fleet.children)
-    stop = threading.Event()
-    while not stop.wait(0.5):
-        if len(fleet.alive()) < expected:
-            gone = [c.name for c in fleet.children if c.name not in fleet.alive()]
+    while True:
+        alive = fleet.alive()
+        if len(alive) < len(fleet.children):
+            gone = [c.name for c in fleet.children if c.name not in alive]
             raise RuntimeError(f"{', '.join(gone)} exited; stopping the swarm")
+        time.sleep(CHILD_CHECK_S)
