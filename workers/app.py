@@ -106,7 +106,7 @@ _grace: list[GraceTimer] = []
 
 @worker_ready.connect
 def _start_upkeep(**_: Any) -> None:
-    ledger = Ledger.from_url(broker_url, settings)
+    ledger = _process_ledger(os.getpid())  # thread-safe: one pool per process
     upkeep = UpkeepThread(
         ledger, lambda dispatch: send(app, ledger, dispatch), settings.lease_seconds / REAPS_PER_LEASE
     )
@@ -118,7 +118,7 @@ def _start_upkeep(**_: Any) -> None:
 def _start_grace(sender: Any = None, how: str = "", **_: Any) -> None:
     """On a warm shutdown, items still in hand after the grace period are released."""
     if how == "Warm" and not _grace:
-        ledger = Ledger.from_url(broker_url, settings)
+        ledger = _process_ledger(os.getpid())
         timer = GraceTimer(ledger, str(sender), settings.shutdown_grace_seconds)
         timer.start()
         _grace.append(timer)
