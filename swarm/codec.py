@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from swarm.errors import (
-    BadInput,
+    AlreadyExists,
     ClaimConflict,
     InvalidTransition,
     LeaseLost,
@@ -91,5 +91,5 @@ def refusal(reply: Sequence[Any], agent: str | None = None) -> SwarmError:
             text += f" ({why})"
         return NotOwner(text, holder=holder)
     if kind == "exists":
-        return BadInput(f"work item {work_id} already exists")
+        return AlreadyExists(f"work item {work_id} already exists")
     return SwarmError(f"unexpected ledger reply {list(reply)!r}")

@@ -15,6 +15,10 @@ class BadInput(SwarmError, ValueError):
     exit_code = 2
 
 
+class AlreadyExists(BadInput):
+    """An item with the id given to ``submit`` exists already (nothing was written)."""
+
+
 class ClaimConflict(SwarmError):
     """Another agent holds the item."""
 

@@ -106,6 +106,63 @@ class Keys:
             self.outbox,
         )
 
+    # -- the calendar, beat and ceremonies (not script keys) ------------------------------------
+
+    @property
+    def calendar_epoch(self) -> str:
+        """String: when PI 1 began (ISO 8601, UTC), set once (SET NX) by the calendar's first user."""
+        return f"{self.tag}:calendar:epoch"
+
+    @property
+    def redbeat_prefix(self) -> str:
+        """celery-redbeat's key prefix: its schedule entries and their sorted set live under it."""
+        return f"{self.tag}:beat:"
+
+    @property
+    def beat_lock(self) -> str:
+        """String: the leading beat's lock (celery-redbeat's, with a timeout)."""
+        return f"{self.tag}:beat:lock"
+
+    @property
+    def beat_tick(self) -> str:
+        """Hash: the leading beat's last tick (``at``, ms) and its ``host`` and ``pid``."""
+        return f"{self.tag}:beat:tick"
+
+    def report(self, ceremony: str, period: str) -> str:
+        """String: one ceremony's stored report for one period (JSON), written once."""
+        return f"{self.tag}:report:{ceremony}:{period}"
+
+    def reports(self, ceremony: str) -> str:
+        """Sorted set: the periods a ceremony has a report for, scored by the period's start (ms)."""
+        return f"{self.tag}:reports:{ceremony}"
+
+    def report_plan(self, ceremony: str, period: str) -> str:
+        """String: a report being written (JSON), so that a retry files the same items."""
+        return f"{self.tag}:plan:{ceremony}:{period}"
+
+    def report_lock(self, ceremony: str, period: str) -> str:
+        """String: held (SET NX PX) by the one process writing that report."""
+        return f"{self.tag}:lock:{ceremony}:{period}"
+
+    @property
+    def improve_cycles(self) -> str:
+        """Sorted set: improvement cycle ids, scored by when each started (ms)."""
+        return f"{self.tag}:improve:cycles"
+
+    def improve_cycle(self, cycle_id: str) -> str:
+        """String: one improvement cycle's record (JSON): phases, evidence, actions, outcomes."""
+        return f"{self.tag}:improve:cycle:{cycle_id}"
+
+    @property
+    def improve_lock(self) -> str:
+        """String: held (SET NX PX) while a cycle runs, so that two never overlap."""
+        return f"{self.tag}:improve:lock"
+
+    @property
+    def tuning(self) -> str:
+        """Hash: live tuning the improvement cycle set through the ledger, e.g. ``lease_seconds:qa``."""
+        return f"{self.tag}:tuning"
+
     def claude_usage(self, work_id: str) -> str:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
         and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""

@@ -127,8 +127,12 @@ class Ledger(LedgerQueries):
         claim_for: str | None = None,
         lease_seconds: float | None = None,
         dispatch: bool = True,
+        work_id: str | None = None,
     ) -> WorkItem:
         """Adds a pending item; with ``claim_for`` it is claimed for that agent in the same step.
+
+        ``work_id`` (default: a new one) makes a submission idempotent: an id that exists is
+        refused with ``AlreadyExists`` and nothing is written.
 
         ``dispatch`` puts it in the outbox: its sender confirms the queue message with
         ``dispatched``, and a worker's sweep sends one if that does not happen within
@@ -161,7 +165,8 @@ class Ledger(LedgerQueries):
         agent = validation.agent_id(claim_for) if claim_for is not None else ""
         lease = self._lease(lease_seconds)
         flag = "1" if dispatch else "0"
-        return self._item("submit", new_work_id(), agent, lease, flag, *fields, agent=agent or None)
+        wid = new_work_id() if work_id is None else validation.work_id(work_id)
+        return self._item("submit", wid, agent, lease, flag, *fields, agent=agent or None)
 
     def claim(self, work_id: str, agent_id: str, *, lease_seconds: float | None = None) -> WorkItem:
         """Claims one pending item; another holder makes it a ``ClaimConflict`` naming them."""
@@ -259,6 +264,14 @@ class Ledger(LedgerQueries):
         wid = validation.work_id(work_id)
         actor = validation.agent_id(agent_id) if agent_id else ""
         return self._item("cancel", wid, actor, agent=actor or None)
+
+    def reprioritise(self, work_id: str, priority: Priority | str) -> WorkItem:
+        """Changes a pending item's priority; it is sent again to the new priority's queue.
+
+        The message already in the old queue is skipped when it arrives (the item has moved on).
+        """
+        wid = validation.work_id(work_id)
+        return self._item("reprioritise", wid, validation.enum_value(Priority, priority, "priority").value)
 
     def reap(self, limit: int = REAP_BATCH) -> list[tuple[str, Status]]:
         """Returns items whose leases expired to pending (or dead past max_attempts).

@@ -73,6 +73,7 @@ class EventKind(StrEnum):
     CANCELLED = "cancelled"
     LEASE_EXPIRED = "lease_expired"
     DEAD = "dead"
+    REPRIORITISED = "reprioritised"
     AGENT_REGISTERED = "agent_registered"
 
 

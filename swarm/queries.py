@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -28,6 +29,18 @@ class LedgerQueries:
             return fn(*args)
         except CONNECTION_ERRORS as exc:
             raise unavailable(client_url(self.client), exc) from None
+
+    def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Runs one client call; a connection error becomes ``RedisUnavailable``."""
+        try:
+            return fn(*args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(client_url(self.client), exc) from None
+
+    def server_time(self) -> datetime:
+        """The Redis server's clock, which every host of the swarm agrees on."""
+        seconds, micros = self._read(self.client.time)
+        return datetime.fromtimestamp(seconds + micros / 1e6, UTC)
 
     def get(self, work_id: str) -> WorkItem:
         fields: dict[str, str] = self._read(self.client.hgetall, self.keys.item(validation.work_id(work_id)))
@@ -92,6 +105,10 @@ class LedgerQueries:
                 return
             yield ids
             start += page
+
+    def fetch(self, ids: Sequence[str]) -> builtins.list[WorkItem]:
+        """The items with these ids, in order, in one round trip (unknown ids are left out)."""
+        return self._fetch(ids)
 
     def _fetch(self, ids: Sequence[str]) -> builtins.list[WorkItem]:
         pipe = self.client.pipeline(transaction=False)

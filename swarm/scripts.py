@@ -25,6 +25,7 @@ SCRIPT_NAMES = (
     "register_agent",
     "dispatch_due",
     "dispatched",
+    "reprioritise",
 )
 
 

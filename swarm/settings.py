@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from swarm.durations import Duration
 from swarm.models import Priority, Role
 
 DEFAULT_LEASE_SECONDS = 30.0  # a holder must heartbeat within this, or its item is reaped
@@ -26,6 +28,9 @@ DEFAULT_REQUEUE_AFTER_S = 60.0  # a pending item not yet sent to its queue after
 DEFAULT_CLAUDE_TIMEOUT_S = 600.0  # one `claude -p` run
 DEFAULT_CLAUDE_BUDGET_USD = 5.0  # total_cost_usd one item may spend across its attempts
 DEFAULT_CLAUDE_MAX_ATTEMPTS = 3  # `claude -p` runs per item
+DEFAULT_ITERATION_S = 14 * 86_400.0  # two weeks
+DEFAULT_PI_ITERATIONS = 5
+DEFAULT_IMPROVE_EVERY_S = 4 * 3600.0
 CONFIG_ENV = "SWARM_CONFIG"  # path of a swarm.toml; default ./swarm.toml when present
 
 
@@ -58,6 +63,32 @@ class Settings(BaseSettings):
     claude_budget_usd: float = Field(default=DEFAULT_CLAUDE_BUDGET_USD, ge=0)  # per item, all attempts
     claude_max_attempts: int = Field(default=DEFAULT_CLAUDE_MAX_ATTEMPTS, ge=1, le=100)
     claude_worktree: bool = False  # run each item in its own git worktree (branch swarm/<work_id>)
+    # The calendar (SPEC §8): a PI is `pi_iterations` iterations of `iteration_length`.
+    iteration_length: Duration = DEFAULT_ITERATION_S
+    pi_iterations: int = Field(default=DEFAULT_PI_ITERATIONS, ge=1, le=100)
+    calendar_start: datetime | None = None  # unset: when the ledger's calendar was first used
+    art_sync_every: Duration = 86_400.0  # ART Syncs per iteration: iteration_length / this, rounded up
+    calendar_tick: Duration | None = None  # how often beat checks the calendar; unset: iteration / 20
+    # Ceremony inputs.
+    default_team_capacity: int = Field(default=10, ge=0)  # points per iteration when there is no history
+    velocity_history: int = Field(default=3, ge=1, le=100)  # iterations a team's capacity averages
+    blocked_after: Duration | None = None  # held without progress this long: blocked; unset: iteration / 10
+    impediment_attempts: int = Field(default=2, ge=1)  # an item on its 2nd try or later is an impediment
+    top_failure_causes: int = Field(default=3, ge=0, le=50)  # filed as improvement items at I&A
+    # Beat.
+    beat_schedule_file: str = "config/beat.toml"  # extra beat entries (relative to the cwd)
+    beat_max_interval: Duration = 5.0  # beat sleeps at most this long between ticks
+    beat_lock_timeout: Duration | None = None  # the leader's lock; unset: 5 x beat_max_interval
+    reaper_interval: Duration | None = None  # beat reaps expired leases this often; unset: lease / 4
+    # The improvement cycle (SPEC §9).
+    improve_every: Duration = DEFAULT_IMPROVE_EVERY_S
+    improve_window: Duration | None = None  # metrics window of a cycle; unset: improve_every
+    improve_max_concurrency: int = Field(default=16, ge=1)  # no role's pool grows past this
+    improve_min_concurrency: int = Field(default=1, ge=1)  # nor shrinks below it
+    improve_max_actions: int = Field(default=3, ge=0)  # actions deployed per cycle
+    improve_advisor: bool = False  # also ask the claude executor for proposals
+    improve_advisor_timeout: Duration = 120.0
+    improve_budget_usd: float = Field(default=1.0, ge=0)  # the advisor's spend per cycle
 
     @model_validator(mode="after")
     def _visibility_outlasts_lease(self) -> Settings:
@@ -68,6 +99,26 @@ class Settings(BaseSettings):
                 f"than lease_seconds ({self.lease_seconds})"
             )
         return self
+
+    @property
+    def calendar_tick_seconds(self) -> float:
+        return self.calendar_tick or min(max(self.iteration_length / 20, 1.0), 60.0)
+
+    @property
+    def blocked_after_seconds(self) -> float:
+        return self.blocked_after or self.iteration_length / 10
+
+    @property
+    def reaper_interval_seconds(self) -> float:
+        return self.reaper_interval or self.lease_seconds / 4
+
+    @property
+    def beat_lock_timeout_seconds(self) -> float:
+        return self.beat_lock_timeout or 5 * self.beat_max_interval
+
+    @property
+    def improve_window_seconds(self) -> float:
+        return self.improve_window or self.improve_every
 
     @property
     def handler_module_names(self) -> list[str]:

@@ -18,6 +18,7 @@ move(id, nil, 'pending', now)
 local due = nil -- the submitter sends it now
 if ARGV[6] ~= '1' then
   due = false -- manual claims only
+  redis.call('HSET', ik, 'manual', 1)
 end
 make_ready(ik, id, now, due)
 emit('submitted', id, agent, nil, redis.call('HGET', ik, 'trace_id'), 'pending', '')

@@ -1,0 +1,202 @@
+"""The swarm's calendar (SPEC §8): PIs of N iterations, from one epoch every host agrees on.
+
+The epoch is ``calendar_start`` when set; otherwise the first user of a ledger's calendar
+stores the Redis server's clock with ``SET NX``, and every later reader gets that value. Any
+instant (an item's times, an event's) is placed in its PI and iteration by arithmetic alone.
+Times before the epoch belong to the first iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from swarm.ledger import Ledger
+from swarm.settings import Settings
+
+
+class Cadence(StrEnum):
+    """What a period spans."""
+
+    PI = "pi"
+    ITERATION = "iteration"
+    SYNC = "sync"  # one ART Sync slot of an iteration
+
+
+class Period(BaseModel):
+    """One span of the calendar; ``key`` names it in Redis and on the command line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cadence: Cadence
+    pi: int  # from 1
+    iteration: int | None = None  # within the PI, from 1
+    slot: int | None = None  # within the iteration, from 1
+    start: datetime
+    end: datetime
+
+    @property
+    def key(self) -> str:
+        parts = [f"PI{self.pi}"]
+        if self.iteration is not None:
+            parts.append(f"I{self.iteration}")
+        if self.slot is not None:
+            parts.append(f"S{self.slot}")
+        return ".".join(parts)
+
+    def contains(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an instant falls: its PI, its iteration within the PI, and the global iteration index."""
+
+    pi: int
+    iteration: int
+    index: int  # iterations since the epoch, from 0
+
+
+@dataclass(frozen=True)
+class Calendar:
+    epoch: datetime
+    iteration_seconds: float
+    iterations_per_pi: int
+    sync_every_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, epoch: datetime) -> Calendar:
+        return cls(
+            epoch=_utc(epoch),
+            iteration_seconds=settings.iteration_length,
+            iterations_per_pi=settings.pi_iterations,
+            sync_every_seconds=settings.art_sync_every,
+        )
+
+    @classmethod
+    def load(cls, ledger: Ledger) -> Calendar:
+        """The ledger's calendar; its first user fixes the epoch for every host."""
+        return cls.from_settings(ledger.settings, epoch_of(ledger))
+
+    # -- placing instants -------------------------------------------------------------------
+
+    @property
+    def pi_seconds(self) -> float:
+        return self.iteration_seconds * self.iterations_per_pi
+
+    @property
+    def syncs_per_iteration(self) -> int:
+        return max(1, math.ceil(self.iteration_seconds / self.sync_every_seconds - 1e-9))
+
+    def index(self, at: datetime) -> int:
+        """Iterations since the epoch (0 for the first, and for anything before it)."""
+        elapsed = (_utc(at) - self.epoch).total_seconds()
+        return max(0, math.floor(elapsed / self.iteration_seconds))
+
+    def place(self, at: datetime) -> Placement:
+        index = self.index(at)
+        return Placement(index // self.iterations_per_pi + 1, index % self.iterations_per_pi + 1, index)
+
+    # -- periods ----------------------------------------------------------------------------
+
+    def _at(self, seconds: float) -> datetime:
+        return self.epoch + timedelta(seconds=seconds)
+
+    def pi(self, number: int) -> Period:
+        _positive(number, "PI")
+        start = (number - 1) * self.pi_seconds
+        return Period(
+            cadence=Cadence.PI, pi=number, start=self._at(start), end=self._at(start + self.pi_seconds)
+        )
+
+    def iteration(self, pi: int, iteration: int) -> Period:
+        _positive(pi, "PI")
+        if not 1 <= iteration <= self.iterations_per_pi:
+            raise ValueError(f"a PI has iterations 1 to {self.iterations_per_pi}, not {iteration}")
+        start = ((pi - 1) * self.iterations_per_pi + iteration - 1) * self.iteration_seconds
+        return Period(
+            cadence=Cadence.ITERATION,
+            pi=pi,
+            iteration=iteration,
+            start=self._at(start),
+            end=self._at(start + self.iteration_seconds),
+        )
+
+    def iteration_at_index(self, index: int) -> Period:
+        return self.iteration(index // self.iterations_per_pi + 1, index % self.iterations_per_pi + 1)
+
+    def sync(self, pi: int, iteration: int, slot: int) -> Period:
+        it = self.iteration(pi, iteration)
+        if not 1 <= slot <= self.syncs_per_iteration:
+            raise ValueError(f"an iteration has ART Sync slots 1 to {self.syncs_per_iteration}, not {slot}")
+        length = self.iteration_seconds / self.syncs_per_iteration
+        start = it.start + timedelta(seconds=(slot - 1) * length)
+        end = it.end if slot == self.syncs_per_iteration else start + timedelta(seconds=length)
+        return Period(cadence=Cadence.SYNC, pi=pi, iteration=iteration, slot=slot, start=start, end=end)
+
+    def current_pi(self, now: datetime) -> Period:
+        return self.pi(self.place(now).pi)
+
+    def current_iteration(self, now: datetime) -> Period:
+        return self.iteration_at_index(self.index(now))
+
+    def current_sync(self, now: datetime) -> Period:
+        it = self.current_iteration(now)
+        into = max(0.0, (_utc(now) - it.start).total_seconds())
+        length = self.iteration_seconds / self.syncs_per_iteration
+        slot = min(self.syncs_per_iteration, math.floor(into / length) + 1)
+        assert it.iteration is not None
+        return self.sync(it.pi, it.iteration, slot)
+
+    def previous_iteration(self, now: datetime) -> Period | None:
+        """The last iteration that has ended, or None in the first one."""
+        index = self.index(now)
+        return self.iteration_at_index(index - 1) if index > 0 else None
+
+    def previous_pi(self, now: datetime) -> Period | None:
+        """The last PI that has ended, or None in the first one."""
+        number = self.place(now).pi
+        return self.pi(number - 1) if number > 1 else None
+
+    def iterations_of(self, pi: int) -> list[Period]:
+        return [self.iteration(pi, i) for i in range(1, self.iterations_per_pi + 1)]
+
+    def parse(self, key: str) -> Period:
+        """The period a key such as ``PI3``, ``PI3.I2`` or ``PI3.I2.S4`` names."""
+        try:
+            parts = key.strip().upper().split(".")
+            numbers = [int(p[1:]) for p in parts]
+            prefixes = [p[0] for p in parts]
+        except (ValueError, IndexError):
+            raise ValueError(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)") from None
+        if prefixes == ["P"] and parts[0].startswith("PI"):
+            return self.pi(int(parts[0][2:]))
+        if len(parts) >= 2 and parts[0].startswith("PI") and prefixes[1:] in (["I"], ["I", "S"]):
+            pi = int(parts[0][2:])
+            if len(parts) == 2:
+                return self.iteration(pi, numbers[1])
+            return self.sync(pi, numbers[1], numbers[2])
+        raise ValueError(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
+
+
+def epoch_of(ledger: Ledger) -> datetime:
+    """``calendar_start``, or the epoch stored in the ledger (stored now if there is none)."""
+    if ledger.settings.calendar_start is not None:
+        return _utc(ledger.settings.calendar_start)
+    now = ledger.server_time().isoformat()
+    # SET NX GET: one round trip; returns the stored epoch, or None when this call stored it.
+    stored = ledger.read(ledger.client.set, ledger.keys.calendar_epoch, now, nx=True, get=True)
+    return _utc(datetime.fromisoformat(stored if stored is not None else now))
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _positive(number: int, what: str) -> None:
+    if number < 1:
+        raise ValueError(f"{what} numbers start at 1, not {number}")
