@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from swarm.cli import agents, demo, tour, up, work, worker
+from swarm.cli import agents, beat, ceremony, demo, improve, tour, up, work, worker
 
 app = typer.Typer(
     name="swarm",
@@ -35,6 +35,9 @@ app.command()(demo.demo)
 app.command()(tour.tour)
 app.command(context_settings={"allow_extra_args": True})(worker.worker)
 app.command()(up.up)
+app.command(context_settings={"allow_extra_args": True})(beat.beat)
+app.command()(ceremony.ceremony)
+app.command()(improve.improve)
 
 
 def main() -> None:
