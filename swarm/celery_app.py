@@ -14,12 +14,20 @@ from swarm.models import Priority, Role
 from swarm.settings import Settings
 
 EXECUTE_TASK = "swarm.execute"  # the name Flower shows; args are (work_id, type, role)
+CEREMONY_TASK = "swarm.ceremony"  # args (name, period key); scheduled by beat
+IMPROVE_TASK = "swarm.improve"  # one self-improvement cycle; scheduled by beat
+REAP_TASK = "swarm.reap"  # one lease-reaper pass (beat runs it in its own process)
 UNACKED_RESTORE_INTERVAL_S = 5  # sweep for a dead worker's unacked messages every 5 s ...
 UNACKED_RESTORE_THROTTLE = 1  # ... on every sweep (the defaults make it ~100 s)
 
 
 def queue_name(settings: Settings, role: Role | str, priority: Priority | str) -> str:
     return f"{settings.key_prefix}.{Role(role).value}.{Priority(priority).value}"
+
+
+def ceremonies_queue(settings: Settings) -> str:
+    """The queue of the leader's work (ceremonies, improvement cycles); every role worker takes it."""
+    return f"{settings.key_prefix}.ceremonies"
 
 
 def role_queues(settings: Settings, role: Role | str) -> list[str]:
@@ -65,7 +73,14 @@ def create_app(settings: Settings, broker_url: str) -> Celery:
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep reconnecting through a Redis restart
-        task_queues=[_queue(queue_name(settings, r, p)) for r in Role for p in Priority],
+        task_queues=[
+            *(_queue(queue_name(settings, r, p)) for r in Role for p in Priority),
+            _queue(ceremonies_queue(settings)),
+        ],
+        task_routes={
+            name: {"queue": ceremonies_queue(settings), "routing_key": ceremonies_queue(settings)}
+            for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
+        },
         task_default_queue=queue_name(settings, Role.DEVELOPER, Priority.MEDIUM),
     )
     return app

@@ -115,18 +115,19 @@ class Keys:
 
     @property
     def redbeat_prefix(self) -> str:
-        """celery-redbeat's key prefix: its schedule entries and their sorted set live under it."""
+        """celery-redbeat's key prefix: entry ``<prefix><name>``, ``<prefix>:schedule`` (its sorted
+        set) and ``<prefix>:statics``, as redbeat names them."""
         return f"{self.tag}:beat:"
 
     @property
     def beat_lock(self) -> str:
         """String: the leading beat's lock (celery-redbeat's, with a timeout)."""
-        return f"{self.tag}:beat:lock"
+        return f"{self.tag}:beat::lock"
 
     @property
     def beat_tick(self) -> str:
         """Hash: the leading beat's last tick (``at``, ms) and its ``host`` and ``pid``."""
-        return f"{self.tag}:beat:tick"
+        return f"{self.tag}:beat::tick"
 
     def report(self, ceremony: str, period: str) -> str:
         """String: one ceremony's stored report for one period (JSON), written once."""
@@ -135,6 +136,10 @@ class Keys:
     def reports(self, ceremony: str) -> str:
         """Sorted set: the periods a ceremony has a report for, scored by the period's start (ms)."""
         return f"{self.tag}:reports:{ceremony}"
+
+    def report_sent(self, ceremony: str, period: str) -> str:
+        """String: set (NX, with a timeout) when beat sends that report's task, so it is sent once."""
+        return f"{self.tag}:sent:{ceremony}:{period}"
 
     def report_plan(self, ceremony: str, period: str) -> str:
         """String: a report being written (JSON), so that a retry files the same items."""

@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown, worker_shutting_down
 
+from ceremonies.tasks import register as register_leader_tasks
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError
@@ -28,7 +29,7 @@ from swarm.settings import get_settings
 from workers.dispatch import send
 from workers.execute import execute
 from workers.handlers import import_handler_modules, registry
-from workers.reaper import REAPS_PER_LEASE, UpkeepThread
+from workers.reaper import UpkeepThread
 from workers.shutdown import GraceTimer
 from workers.workflows import load_workflows
 
@@ -48,6 +49,8 @@ def _process_ledger(pid: int) -> Ledger:
     """One ledger (one connection pool) per process: prefork children must not share sockets."""
     return Ledger.from_url(broker_url, settings)
 
+
+register_leader_tasks(app, lambda: _process_ledger(os.getpid()))
 
 _agents: dict[tuple[int, Role], str] = {}  # this process's registered agent per role
 _agents_lock = threading.Lock()  # pool threads may start their first task at the same time
@@ -107,9 +110,7 @@ _grace: list[GraceTimer] = []
 @worker_ready.connect
 def _start_upkeep(**_: Any) -> None:
     ledger = _process_ledger(os.getpid())  # thread-safe: one pool per process
-    upkeep = UpkeepThread(
-        ledger, lambda dispatch: send(app, ledger, dispatch), settings.lease_seconds / REAPS_PER_LEASE
-    )
+    upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch))
     upkeep.start()
     _upkeep.append(upkeep)
 

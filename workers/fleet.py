@@ -1,4 +1,4 @@
-"""A fleet of role workers (and optionally Flower) as child processes: what ``swarm up`` runs.
+"""A fleet of role workers, beat (and optionally Flower) as child processes: what ``swarm up`` runs.
 
 Each role gets its own ``swarm worker`` process (node ``<role>@<host>``), so every Celery option
 and tool still applies. Children run in their own session, so a terminal's Ctrl-C reaches only
@@ -25,6 +25,7 @@ from swarm.models import Role
 
 READY_MARK = " ready."  # what a celery worker prints once it consumes
 FLOWER_READY_MARK = "Visit me at"  # what Flower prints once it serves
+BEAT_READY_MARK = "beat: Starting..."  # it leads once it holds the lock, maybe later (another leads)
 START_TIMEOUT_S = 90.0  # cold interpreters importing Celery on a busy 2-core machine
 STOP_MARGIN_S = 10.0  # beyond the shutdown grace, before a child is killed
 
@@ -67,6 +68,10 @@ class Fleet:
             "-c", str(concurrency), "--pool", pool, *args,
         ]  # fmt: skip
         self.children.append(Child(role.value, argv, READY_MARK))
+
+    def add_beat(self, args: Sequence[str] = ()) -> None:
+        argv = [sys.executable, "-m", "swarm", "beat", *args]
+        self.children.append(Child("beat", argv, BEAT_READY_MARK))
 
     def add_flower(self, port: int, address: str = "127.0.0.1") -> None:
         argv = [

@@ -1,15 +1,16 @@
-"""Upkeep inside each worker: the lease reaper and the dispatch sweep, on one timer thread.
+"""The lease reaper (run by the leading beat) and the dispatch sweep (run in every worker).
 
-Every worker runs one; that is safe because ``Ledger.reap`` moves each expired item atomically
-(exactly one reaper gets it back) and ``Ledger.due_dispatches`` hands each due outbox entry to
-one sweeper at a time. The sweep sends what the ledger says is owed a queue message: reaped and
-released items, retries whose backoff is over, and sends whose writer died before confirming.
+``Ledger.reap`` moves each expired item atomically, so a reaper that runs twice (two beats
+during a hand-over, a manual ``swarm reap``) still returns each item once. ``Ledger.due_dispatches``
+hands each due outbox entry to one sweeper at a time. The sweep sends what the ledger says is
+owed a queue message: reaped and released items, retries whose backoff is over, and sends whose
+writer died before confirming. It runs in the workers, four times a second, because retries
+must start on time and beat does not tick that often.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
@@ -18,7 +19,6 @@ from swarm.errors import SwarmError
 from swarm.ledger import DISPATCH_BATCH, Dispatch, Ledger
 from swarm.models import Status
 
-REAPS_PER_LEASE = 4  # look for expired leases four times a lease: recovery within ~1.25 leases
 SWEEP_INTERVAL_S = 0.25  # how late a retry may start after its backoff, at most
 
 log = structlog.get_logger("swarm.reaper")
@@ -48,12 +48,11 @@ def sweep(ledger: Ledger, send: Send) -> int:
 
 
 class UpkeepThread:
-    """Sweeps the outbox every ``SWEEP_INTERVAL_S`` and reaps every ``reap_interval`` seconds."""
+    """Sweeps the outbox every ``SWEEP_INTERVAL_S``."""
 
-    def __init__(self, ledger: Ledger, send: Send, reap_interval: float) -> None:
+    def __init__(self, ledger: Ledger, send: Send) -> None:
         self.ledger = ledger
         self.send = send
-        self.reap_interval = reap_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="swarm-upkeep", daemon=True)
 
@@ -63,15 +62,11 @@ class UpkeepThread:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self.reap_interval + 5)
+            self._thread.join(timeout=self.ledger.settings.socket_timeout + 5)
 
     def _run(self) -> None:
-        next_reap = time.monotonic() + self.reap_interval
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + self.reap_interval
-                    reap(self.ledger)
                 sweep(self.ledger, self.send)
             except SwarmError as exc:  # Redis down: try again next time
                 log.warning("upkeep_failed", reason=str(exc))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarm import validation
+from swarm.config_files import read_toml
 from swarm.errors import BadInput
 from swarm.ledger import Handoff
 from swarm.models import Role, WorkItem
@@ -28,27 +28,9 @@ class Workflow:
         return self.stages[0]
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a source checkout (or editable install)
-
-
-def _locate(path: str | Path) -> Path:
-    """A relative path is looked up in the current directory, then in the project's checkout,
-    so that ``config/workflows.toml`` is found wherever a worker is started from."""
-    file = Path(path)
-    if file.is_file() or file.is_absolute():
-        return file
-    return PROJECT_ROOT / file
-
-
 def load_workflows(path: str | Path) -> dict[str, Workflow]:
     """Reads a workflows TOML file; a missing file means no workflows."""
-    file = _locate(path)
-    if not file.is_file():
-        return {}
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{file}: {exc}") from None
+    file, raw = read_toml(path)
     return {name: _workflow(file, name, spec) for name, spec in raw.items()}
 
 

@@ -1,10 +1,33 @@
-"""``swarm beat``: being built (issue 4)."""
+"""``swarm beat``: a real ``celery beat`` with the swarm's schedule, safe to run more than once."""
 
 from __future__ import annotations
 
-from swarm.errors import SwarmError
+import os
+
+import typer
+
+from swarm.cli.runtime import load_settings, run
+from swarm.embedded import resolve_redis
+from swarm.settings import get_settings
 
 
-def beat() -> None:
-    """Not built yet."""
-    raise SwarmError("swarm beat is not built yet")
+def beat(
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
+    celery_args: list[str] | None = typer.Argument(None, help="More `celery beat` options, after --."),
+) -> None:
+    """Run celery beat: the lease reaper, the ceremonies on the calendar and the improvement cycle.
+
+    The schedule lives in Redis (celery-redbeat). A second beat waits on the leader's lock and
+    takes over within the lock timeout if the leader dies.
+    """
+
+    def body() -> None:
+        settings = load_settings()
+        with resolve_redis(settings.redis_url) as target:
+            os.environ["REDIS_URL"] = target.url
+            get_settings.cache_clear()
+            from ceremonies.beat import app  # noqa: PLC0415 - built from the environment set above
+
+            app.start(["beat", "--loglevel", loglevel, *(celery_args or [])])
+
+    run(False, body)

@@ -22,7 +22,14 @@ from swarm.models import Role
 from swarm.settings import Settings
 from workers.fleet import Fleet
 
-ROLE_COLOURS = {"pm": "magenta", "architect": "blue", "developer": "green", "qa": "yellow", "devops": "cyan"}
+ROLE_COLOURS = {
+    "pm": "magenta",
+    "architect": "blue",
+    "developer": "green",
+    "qa": "yellow",
+    "devops": "cyan",
+    "beat": "red",
+}
 FLOWER_PORT = 5555  # Flower's usual port
 CHILD_CHECK_S = 0.5  # how often `up` checks that its children still run
 
@@ -86,8 +93,9 @@ def up(
     handlers: str | None = typer.Option(None, "--handlers", help="Comma-separated handler modules."),
     flower: bool = typer.Option(False, "--flower", help="Also run Flower (loopback only)."),
     flower_port: int = typer.Option(FLOWER_PORT, "--flower-port", min=1, max=65535),
+    beat: bool = typer.Option(True, "--beat/--no-beat", help="Also run beat (reaper, ceremonies)."),
 ) -> None:
-    """Run a worker for every role (plus Flower) until Ctrl-C, then stop them all cleanly."""
+    """Run a worker for every role and beat (plus Flower) until Ctrl-C, then stop them all cleanly."""
 
     def body() -> None:
         chosen = parse_roles(roles)
@@ -103,6 +111,8 @@ def up(
             fleet = Fleet(env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds)
             for role in chosen:
                 fleet.add_worker(role, concurrency=concurrency, pool=pool)
+            if beat:
+                fleet.add_beat()
             if flower:
                 fleet.add_flower(flower_port)
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"

@@ -7,11 +7,12 @@ import os
 import typer
 
 from swarm import validation
-from swarm.celery_app import role_queues
+from swarm.celery_app import ceremonies_queue, role_queues
 from swarm.cli.runtime import load_settings, run
 from swarm.embedded import resolve_redis
 from swarm.models import Priority, Role
 from swarm.settings import Settings, get_settings
+from workers.pool import POOL_PATH
 
 
 def worker(
@@ -19,15 +20,23 @@ def worker(
         ..., "--role", help="pm|architect|developer|qa|devops, or several, comma-separated."
     ),
     concurrency: int = typer.Option(1, "-c", "--concurrency", min=1, help="Slots (threads or processes)."),
-    pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork (any Celery pool works)."),
+    pool: str = typer.Option(
+        "threads", "--pool", "-P", help="threads|prefork (any Celery pool works; threads is resizable)."
+    ),
     handlers: str | None = typer.Option(
         None, "--handlers", help="Comma-separated handler modules to import."
     ),
     name: str | None = typer.Option(None, "--name", "-n", help="Node name (default ROLE@%h)."),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
+    embed_beat: bool = typer.Option(
+        False, "--beat", "-B", help="Also run beat in this worker (one-host set-ups; safe with more)."
+    ),
     celery_args: list[str] | None = typer.Argument(None, help="More `celery worker` options, after --."),
 ) -> None:
-    """Run a Celery worker for ROLE(s), consuming the queues most urgent first."""
+    """Run a Celery worker for ROLE(s), consuming the queues most urgent first.
+
+    It also takes the leader's work (ceremonies, improvement cycles) from the ceremonies queue.
+    """
 
     def body() -> None:
         roles = [validation.enum_value(Role, r.strip(), "role") for r in role.split(",")]
@@ -42,13 +51,18 @@ def worker(
 
             argv = [
                 "worker",
-                "--queues", ",".join(_queues_by_urgency(settings, roles)),
+                "--queues", ",".join([ceremonies_queue(settings), *_queues_by_urgency(settings, roles)]),
                 "--hostname", name or f"{'+'.join(r.value for r in roles)}@%h",
-                "--pool", pool,
+                "--pool", POOL_PATH if pool == "threads" else pool,
                 "--concurrency", str(concurrency),
                 "--loglevel", loglevel,
+                *(["--beat"] if embed_beat else []),
                 *(celery_args or []),
             ]  # fmt: skip
+            if embed_beat:
+                from ceremonies.beat import configure_beat  # noqa: PLC0415
+
+                configure_beat(app, get_settings(), target.url)
             app.worker_main(argv)
 
     run(False, body)
