@@ -9,7 +9,8 @@ dies the other takes over within the lock's timeout. On top of it, the leader:
   NX, which a new leader sees too), with the period as an argument, so the task reports on the
   period beat saw even if it runs late; if no report appears within ``RESEND_AFTER_MS`` it is
   sent again (the task is idempotent);
-- records each tick (``Keys.beat_tick``), which ``swarm health`` reads.
+- records each tick (``Keys.beat_tick``), which ``swarm health`` reads;
+- survives a Redis restart (RedBeat's own tick exits on one).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from typing import Any
 
 import structlog
 from redbeat import RedBeatScheduler
+from redis.exceptions import LockNotOwnedError
 
 from ceremonies import store
 from ceremonies.calendar import Calendar
 from ceremonies.registry import ceremony
 from swarm.celery_app import CEREMONY_TASK, REAP_TASK
+from swarm.connection import CONNECTION_ERRORS
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.settings import get_settings
 from workers.reaper import reap
 
 TICK_RECORD_TTL_MS = 24 * 3600 * 1000  # the tick record outlives any beat outage worth reporting
+REDIS_RETRY_S = 1.0  # while Redis is away, the tick is tried again this often
 RESEND_AFTER_MS = 300_000  # a ceremony task sent but still unreported after this is sent again
 
 log = structlog.get_logger("swarm.beat")
@@ -48,7 +52,22 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         return self._ledger
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        remaining: float = super().tick(*args, **kwargs)
+        """RedBeat's tick, riding out a Redis restart instead of exiting (as RedBeat's would).
+
+        While Redis is away the tick is retried every second. A restarted Redis may have
+        lost the lock (no persistence), and another beat may have taken it meanwhile: the lock is
+        then acquired again, waiting as a follower until it is free.
+        """
+        try:
+            remaining: float = super().tick(*args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            log.warning("beat_redis_unavailable", reason=str(exc).splitlines()[0])
+            return min(float(self.max_interval), REDIS_RETRY_S)
+        except LockNotOwnedError:
+            log.warning("beat_lock_lost", detail="waiting to lead again")
+            self.lock.acquire()
+            log.info("beat_lock_acquired")
+            return 0.0
         self._record_tick()
         return remaining
 

@@ -9,12 +9,25 @@ both commands) is what keeps fewer tasks in hand.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from celery import concurrency
 from celery.concurrency.thread import TaskPool as ThreadTaskPool
 
-POOL_PATH = "workers.pool:TaskPool"  # what `swarm worker --pool threads` passes to celery
+POOL_PATH = "workers.pool:TaskPool"
+CUSTOM_POOL_ENV = "CELERY_CUSTOM_WORKER_POOL"  # celery's `--pool custom` loads the class named here
+
+
+def celery_pool_option(pool: str) -> str:
+    """The ``--pool`` value for celery: ``threads`` (or this pool's path) selects this pool
+    through Celery's ``custom`` alias; any other pool is passed on as it is."""
+    if pool not in ("threads", POOL_PATH):
+        return pool
+    os.environ[CUSTOM_POOL_ENV] = POOL_PATH
+    concurrency.ALIASES["custom"] = POOL_PATH  # in case celery.concurrency read the env already
+    return "custom"
 
 
 class TaskPool(ThreadTaskPool):

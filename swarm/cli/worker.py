@@ -12,7 +12,7 @@ from swarm.cli.runtime import load_settings, run
 from swarm.embedded import resolve_redis
 from swarm.models import Priority, Role
 from swarm.settings import Settings, get_settings
-from workers.pool import POOL_PATH
+from workers.pool import celery_pool_option
 
 
 def worker(
@@ -53,7 +53,7 @@ def worker(
                 "worker",
                 "--queues", ",".join([ceremonies_queue(settings), *_queues_by_urgency(settings, roles)]),
                 "--hostname", name or f"{'+'.join(r.value for r in roles)}@%h",
-                "--pool", POOL_PATH if pool == "threads" else pool,
+                "--pool", celery_pool_option(pool),
                 "--concurrency", str(concurrency),
                 "--loglevel", loglevel,
                 *(["--beat"] if embed_beat else []),

@@ -19,7 +19,7 @@ from swarm.ledger import Ledger
 from swarm.models import Event, EventKind, Role
 
 from .polling import wait_until
-from .workers_harness import event_kinds, item_events, running_worker, task_outcomes
+from .workers_harness import event_kinds, item_events, running_beat, running_worker, task_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,10 @@ def test_kill_9_of_a_prefork_child_mid_task_completes_its_item_exactly_once(
     ledger = client.ledger
     log = tmp_path / "prefork.log"
     env = {"SWARM_LEASE_SECONDS": str(LEASE_S)}
-    with running_worker(
-        redis_url, prefix, "developer", log, "--pool", "prefork", "-c", "2", env=env
-    ) as worker:
+    with (
+        running_beat(redis_url, prefix, tmp_path / "beat.log", env=env),
+        running_worker(redis_url, prefix, "developer", log, "--pool", "prefork", "-c", "2", env=env) as worker,
+    ):
         item = client.submit("feature", "survives its child's kill -9", payload={"duration_s": 3})
         wait_until(lambda: ledger.get(item.id).agent_id is not None, "a pool child to claim the item")
         holder = ledger.get(item.id).agent_id

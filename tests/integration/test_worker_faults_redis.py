@@ -15,7 +15,7 @@ from swarm.ledger import Ledger
 from swarm.models import EventKind, Role
 
 from .polling import wait_until
-from .workers_harness import PrivateRedis, private_redis, running_worker, task_outcomes
+from .workers_harness import PrivateRedis, private_redis, running_beat, running_worker, task_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,10 @@ def test_a_redis_restart_mid_run_loses_no_item_and_completes_none_twice(prefix: 
     log = tmp_path / "dev.log"
     with private_redis(tmp_path) as server:
         client = Swarm(server.url, agent_id="pm-1", settings=settings)
-        with running_worker(server.url, prefix, "developer", log, "-c", "2", env=env):
+        with (
+            running_beat(server.url, prefix, tmp_path / "beat.log", env=env),
+            running_worker(server.url, prefix, "developer", log, "-c", "2", env=env),
+        ):
             items = [
                 client.submit("feature", f"before the restart {n}", payload={"duration_s": 0.5})
                 for n in range(ITEMS_BEFORE)

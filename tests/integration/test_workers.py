@@ -11,7 +11,7 @@ from swarm import Settings, Status, Swarm
 from swarm.models import AgentStatus, EventKind, Role
 
 from .polling import wait_until
-from .workers_harness import running_worker
+from .workers_harness import running_beat, running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,7 @@ def test_a_killed_workers_item_is_completed_by_another_worker_exactly_once(
     client = Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
     ledger = client.ledger
     with (
+        running_beat(redis_url, prefix, tmp_path / "beat.log", env=env),
         running_worker(redis_url, prefix, "developer", tmp_path / "a.log", env=env) as first,
         running_worker(redis_url, prefix, "developer", tmp_path / "b.log", env=env) as second,
     ):
@@ -90,7 +91,7 @@ def test_a_killed_workers_item_is_completed_by_another_worker_exactly_once(
     completed = [e for e in ledger.events(1000) if e.event is EventKind.COMPLETED and e.work_id == item.id]
     assert len(completed) == 1
     assert ledger.velocity() == {"core": 1}
-    # The lease reaper, not kombu's one-hour visibility timeout, brought it back: the wait above
+    # The lease reaper (run by beat), not kombu's one-hour visibility timeout, brought it back: the wait above
     # has a 60 s deadline. The figure goes in the closing note, not in an assertion.
     print(f"recovery after kill -9: {recovery:.2f}s (lease {lease}s, then 3 s of work)")
     client.close()

@@ -25,10 +25,10 @@ _OUTCOME = re.compile(r"Task swarm\.execute\[[^\]]+\] succeeded in \S+: '(\w+)'"
 
 
 @contextmanager
-def running_worker(
-    redis_url: str, prefix: str, role: str, log: Path, *args: str, env: dict[str, str] | None = None
+def _running(
+    argv: list[str], redis_url: str, prefix: str, log: Path, ready: bytes, env: dict[str, str] | None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``swarm worker --role ROLE`` process, yielded once it is ready; stopped on exit."""
+    """A ``swarm`` subcommand as a child process, yielded once ``ready`` is in its log."""
     full_env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -38,20 +38,7 @@ def running_worker(
     }
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "swarm",
-                "worker",
-                "--role",
-                role,
-                "--name",
-                f"{log.stem}-{prefix}@%h",
-                *args,
-            ],
-            env=full_env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "swarm", *argv], env=full_env, stdout=sink, stderr=subprocess.STDOUT
         )
     try:
 
@@ -59,12 +46,12 @@ def running_worker(
             return log.read_text(errors="replace")
 
         wait_until(
-            lambda: b" ready." in log.read_bytes() or proc.poll() is not None,
-            "the worker to start",
+            lambda: ready in log.read_bytes() or proc.poll() is not None,
+            f"swarm {argv[0]} to start",
             READY_TIMEOUT_S,
             explain=explain,
         )
-        assert proc.poll() is None, f"the worker exited:\n{explain()}"
+        assert proc.poll() is None, f"swarm {argv[0]} exited:\n{explain()}"
         yield proc
     finally:
         if proc.poll() is None:
@@ -74,6 +61,26 @@ def running_worker(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def running_worker(
+    redis_url: str, prefix: str, role: str, log: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``swarm worker --role ROLE`` process, yielded once it is ready; stopped on exit."""
+    argv = ["worker", "--role", role, "--name", f"{log.stem}-{prefix}@%h", *args]
+    with _running(argv, redis_url, prefix, log, b" ready.", env) as proc:
+        yield proc
+
+
+@contextmanager
+def running_beat(
+    redis_url: str, prefix: str, log: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``swarm beat`` process (the lease reaper, ceremonies), yielded once it leads or waits
+    for the leader's lock; stopped on exit."""
+    with _running(["beat", *args], redis_url, prefix, log, b"beat: Starting...", env) as proc:
+        yield proc
 
 
 def task_outcomes(log: Path) -> list[str]:
