@@ -60,7 +60,9 @@ def test_kill_9_of_a_prefork_child_mid_task_completes_its_item_exactly_once(
     env = {"SWARM_LEASE_SECONDS": str(LEASE_S)}
     with (
         running_beat(redis_url, prefix, tmp_path / "beat.log", env=env),
-        running_worker(redis_url, prefix, "developer", log, "--pool", "prefork", "-c", "2", env=env) as worker,
+        running_worker(
+            redis_url, prefix, "developer", log, "--pool", "prefork", "-c", "2", env=env
+        ) as worker,
     ):
         item = client.submit("feature", "survives its child's kill -9", payload={"duration_s": 3})
         wait_until(lambda: ledger.get(item.id).agent_id is not None, "a pool child to claim the item")

@@ -26,7 +26,7 @@ _OUTCOME = re.compile(r"Task swarm\.execute\[[^\]]+\] succeeded in \S+: '(\w+)'"
 
 @contextmanager
 def _running(
-    argv: list[str], redis_url: str, prefix: str, log: Path, ready: bytes, env: dict[str, str] | None
+    argv: list[str], redis_url: str, prefix: str, log: Path, *, ready: bytes, env: dict[str, str] | None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A ``swarm`` subcommand as a child process, yielded once ``ready`` is in its log."""
     full_env = {
@@ -69,7 +69,7 @@ def running_worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A ``swarm worker --role ROLE`` process, yielded once it is ready; stopped on exit."""
     argv = ["worker", "--role", role, "--name", f"{log.stem}-{prefix}@%h", *args]
-    with _running(argv, redis_url, prefix, log, b" ready.", env) as proc:
+    with _running(argv, redis_url, prefix, log, ready=b" ready.", env=env) as proc:
         yield proc
 
 
@@ -79,7 +79,7 @@ def running_beat(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A ``swarm beat`` process (the lease reaper, ceremonies), yielded once it leads or waits
     for the leader's lock; stopped on exit."""
-    with _running(["beat", *args], redis_url, prefix, log, b"beat: Starting...", env) as proc:
+    with _running(["beat", *args], redis_url, prefix, log, ready=b"beat: Starting...", env=env) as proc:
         yield proc
 
 
