@@ -9,12 +9,14 @@ Times before the epoch belong to the first iteration.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from swarm.errors import BadInput
 from swarm.ledger import Ledger
 from swarm.settings import Settings
 
@@ -116,7 +118,7 @@ class Calendar:
     def iteration(self, pi: int, iteration: int) -> Period:
         _positive(pi, "PI")
         if not 1 <= iteration <= self.iterations_per_pi:
-            raise ValueError(f"a PI has iterations 1 to {self.iterations_per_pi}, not {iteration}")
+            raise BadInput(f"a PI has iterations 1 to {self.iterations_per_pi}, not {iteration}")
         start = ((pi - 1) * self.iterations_per_pi + iteration - 1) * self.iteration_seconds
         return Period(
             cadence=Cadence.ITERATION,
@@ -132,7 +134,7 @@ class Calendar:
     def sync(self, pi: int, iteration: int, slot: int) -> Period:
         it = self.iteration(pi, iteration)
         if not 1 <= slot <= self.syncs_per_iteration:
-            raise ValueError(f"an iteration has ART Sync slots 1 to {self.syncs_per_iteration}, not {slot}")
+            raise BadInput(f"an iteration has ART Sync slots 1 to {self.syncs_per_iteration}, not {slot}")
         length = self.iteration_seconds / self.syncs_per_iteration
         start = it.start + timedelta(seconds=(slot - 1) * length)
         end = it.end if slot == self.syncs_per_iteration else start + timedelta(seconds=length)
@@ -167,20 +169,19 @@ class Calendar:
 
     def parse(self, key: str) -> Period:
         """The period a key such as ``PI3``, ``PI3.I2`` or ``PI3.I2.S4`` names."""
-        try:
-            parts = key.strip().upper().split(".")
-            numbers = [int(p[1:]) for p in parts]
-            prefixes = [p[0] for p in parts]
-        except (ValueError, IndexError):
-            raise ValueError(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)") from None
-        if prefixes == ["P"] and parts[0].startswith("PI"):
-            return self.pi(int(parts[0][2:]))
-        if len(parts) >= 2 and parts[0].startswith("PI") and prefixes[1:] in (["I"], ["I", "S"]):
-            pi = int(parts[0][2:])
-            if len(parts) == 2:
-                return self.iteration(pi, numbers[1])
-            return self.sync(pi, numbers[1], numbers[2])
-        raise ValueError(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
+        match = _PERIOD_KEY.match(key.strip().upper())
+        if match is None:
+            raise BadInput(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
+        pi, iteration, slot = (int(g) if g else None for g in match.groups())
+        assert pi is not None
+        if iteration is None:
+            return self.pi(pi)
+        if slot is None:
+            return self.iteration(pi, iteration)
+        return self.sync(pi, iteration, slot)
+
+
+_PERIOD_KEY = re.compile(r"^PI(\d+)(?:\.I(\d+)(?:\.S(\d+))?)?$")
 
 
 def epoch_of(ledger: Ledger) -> datetime:
@@ -199,4 +200,4 @@ def _utc(at: datetime) -> datetime:
 
 def _positive(number: int, what: str) -> None:
     if number < 1:
-        raise ValueError(f"{what} numbers start at 1, not {number}")
+        raise BadInput(f"{what} numbers start at 1, not {number}")

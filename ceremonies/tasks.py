@@ -32,8 +32,10 @@ def run_ceremony(ledger: Ledger, name: str, period_key: str | None = None) -> st
         return "not due"
     report, wrote = store.run_once(chosen, ledger, calendar, period, now)
     if wrote:
-        return f"reported {period.key}"
-    return f"{period.key} being written elsewhere" if report is None else f"{period.key} reported already"
+        return f"{name} reported {period.key}"
+    if report is None:
+        return f"{name} {period.key} being written elsewhere"
+    return f"{name} {period.key} reported already"
 
 
 def register(app: Celery, ledger_for: Callable[[], Ledger]) -> None:
