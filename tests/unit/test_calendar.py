@@ -1,0 +1,164 @@
+"""The calendar (ceremonies/calendar.py): placing instants, periods, boundaries and the shared epoch.
+
+The calendar used throughout: epoch E, iterations of 100 s, 3 per PI (a PI is 300 s), and an ART
+Sync every 30 s, i.e. ceil(100 / 30) = 4 slots of 25 s per iteration.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import pytest
+
+from ceremonies.calendar import Cadence, Calendar, Placement
+from swarm.ledger import Ledger
+from swarm.settings import Settings
+
+E = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return E + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def cal() -> Calendar:
+    return Calendar(epoch=E, iteration_seconds=100.0, iterations_per_pi=3, sync_every_seconds=30.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "placement"),
+    [
+        (0, Placement(pi=1, iteration=1, index=0)),
+        (99.999, Placement(pi=1, iteration=1, index=0)),
+        (100, Placement(pi=1, iteration=2, index=1)),
+        (299.999, Placement(pi=1, iteration=3, index=2)),
+        (300, Placement(pi=2, iteration=1, index=3)),
+        (1050, Placement(pi=4, iteration=2, index=10)),
+    ],
+)
+def test_place_by_arithmetic(cal: Calendar, seconds: float, placement: Placement) -> None:
+    assert cal.place(at(seconds)) == placement
+
+
+def test_before_the_epoch_is_the_first_iteration(cal: Calendar) -> None:
+    assert cal.place(at(-5000)) == Placement(pi=1, iteration=1, index=0)
+    assert cal.current_pi(at(-5000)).key == "PI1"
+    assert cal.previous_iteration(at(-5000)) is None
+    assert cal.previous_pi(at(-5000)) is None
+
+
+def test_a_naive_instant_is_read_as_utc(cal: Calendar) -> None:
+    assert cal.place(datetime(2026, 1, 5, 9, 5, 0)) == cal.place(at(300))
+
+
+def test_pi_and_iteration_periods(cal: Calendar) -> None:
+    pi2 = cal.pi(2)
+    assert (pi2.cadence, pi2.key, pi2.start, pi2.end) == (Cadence.PI, "PI2", at(300), at(600))
+    it = cal.iteration(2, 3)
+    assert (it.cadence, it.key, it.start, it.end) == (Cadence.ITERATION, "PI2.I3", at(500), at(600))
+    assert cal.iteration_at_index(4) == cal.iteration(2, 2)
+    assert [p.key for p in cal.iterations_of(2)] == ["PI2.I1", "PI2.I2", "PI2.I3"]
+    spans = cal.iterations_of(2)
+    assert spans[0].start == pi2.start
+    assert spans[-1].end == pi2.end
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+
+
+def test_sync_slots(cal: Calendar) -> None:
+    assert cal.syncs_per_iteration == 4
+    first, last = cal.sync(1, 2, 1), cal.sync(1, 2, 4)
+    assert (first.key, first.start, first.end) == ("PI1.I2.S1", at(100), at(125))
+    assert (last.key, last.start, last.end) == (
+        "PI1.I2.S4",
+        at(175),
+        at(200),
+    )  # the last ends with the iteration
+    assert cal.current_sync(at(124.9)).key == "PI1.I2.S1"
+    assert cal.current_sync(at(125)).key == "PI1.I2.S2"
+    assert cal.current_sync(at(199.9)).key == "PI1.I2.S4"
+    assert cal.current_sync(at(200)).key == "PI1.I3.S1"
+
+
+def test_one_sync_slot_when_syncs_are_rarer_than_iterations() -> None:
+    cal = Calendar(epoch=E, iteration_seconds=100.0, iterations_per_pi=3, sync_every_seconds=86_400.0)
+    assert cal.syncs_per_iteration == 1
+    slot = cal.current_sync(at(150))
+    assert (slot.key, slot.start, slot.end) == ("PI1.I2.S1", at(100), at(200))
+
+
+def test_current_and_previous_periods_at_boundaries(cal: Calendar) -> None:
+    assert cal.current_iteration(at(100)).key == "PI1.I2"
+    assert cal.current_iteration(at(99.999)).key == "PI1.I1"
+    assert cal.previous_iteration(at(99.999)) is None
+    prev = cal.previous_iteration(at(100))
+    assert prev is not None
+    assert prev.key == "PI1.I1"
+    prev = cal.previous_iteration(at(300))
+    assert prev is not None
+    assert prev.key == "PI1.I3"
+    assert cal.current_pi(at(299.999)).key == "PI1"
+    assert cal.previous_pi(at(299.999)) is None
+    prev_pi = cal.previous_pi(at(300))
+    assert prev_pi is not None
+    assert prev_pi.key == "PI1"
+
+
+def test_period_contains_its_start_not_its_end(cal: Calendar) -> None:
+    it = cal.iteration(1, 2)
+    assert it.contains(at(100))
+    assert it.contains(at(199.999))
+    assert not it.contains(at(200))
+    assert not it.contains(at(99.999))
+
+
+@pytest.mark.parametrize(
+    ("call", "args"), [("pi", (0,)), ("iteration", (1, 4)), ("iteration", (1, 0)), ("sync", (1, 1, 5))]
+)
+def test_out_of_range_periods_are_refused(cal: Calendar, call: str, args: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message varies by period kind
+        getattr(cal, call)(*args)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="foundation bug: Calendar.parse reads int(p[1:]) of 'PI3' ('I3') before checking the PI "
+    "prefix, so every key is refused (reported to the lead)",
+)
+@pytest.mark.parametrize("key", ["PI3", "PI3.I2", "pi3.i2.s1"])
+def test_parse_names_the_period_of_a_key(cal: Calendar, key: str) -> None:
+    assert cal.parse(key).key == key.upper()
+
+
+@pytest.mark.parametrize("key", ["", "P3", "PI", "I2", "PI3.S1", "PI3.I2.S1.X1", "PIx"])
+def test_parse_refuses_what_is_not_a_key(cal: Calendar, key: str) -> None:
+    with pytest.raises(ValueError, match="not a period"):
+        cal.parse(key)
+
+
+def test_from_settings_reads_lengths_as_durations() -> None:
+    settings = Settings(key_prefix="cal", iteration_length="100s", pi_iterations=3, art_sync_every="30s")
+    assert Calendar.from_settings(settings, E) == Calendar(E, 100.0, 3, 30.0)
+
+
+def test_load_uses_calendar_start_when_set(fake_ledger: Ledger) -> None:
+    settings = fake_ledger.settings.model_copy(update={"calendar_start": at(-7)})
+    assert Calendar.load(Ledger(fake_ledger.client, settings)).epoch == at(-7)
+    assert not fake_ledger.client.exists(fake_ledger.keys.calendar_epoch)  # nothing stored
+
+
+def test_the_stored_epoch_is_shared(fake_ledger: Ledger) -> None:
+    """The first load stores the server's clock; every later load, from any client, reads it."""
+    before = fake_ledger.server_time()
+    first = Calendar.load(fake_ledger)
+    other = Ledger(
+        fakeredis.FakeRedis(
+            server=fake_ledger.client.connection_pool.connection_kwargs["server"], decode_responses=True
+        ),
+        fake_ledger.settings,
+    )
+    assert Calendar.load(other).epoch == first.epoch
+    assert Calendar.load(fake_ledger).epoch == first.epoch
+    assert before <= first.epoch <= fake_ledger.server_time()
