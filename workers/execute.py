@@ -21,7 +21,7 @@ from swarm.ledger import Dispatch, Handoff, Ledger
 from swarm.models import Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
-from workers.lease import LeaseKeeper
+from workers.lease import LeaseKeeper, tuning
 from workers.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
@@ -89,8 +89,15 @@ def execute(
     handlers: HandlerRegistry = registry,
     workflows: Mapping[str, Workflow] | None = None,
     lease_seconds: float | None = None,
+    role: Role | str | None = None,
 ) -> Execution:
-    """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome."""
+    """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome.
+
+    Without ``lease_seconds``, the claim uses the lease the improvement cycle tuned for the
+    item's role (``role``, when the caller knows it, saves reading it), else the default.
+    """
+    if lease_seconds is None:
+        lease_seconds = tuning.lease_for(ledger, work_id, None if role is None else Role(role).value)
     try:
         item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
     except (ClaimConflict, InvalidTransition, NotFound) as exc:

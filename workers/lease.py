@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from types import TracebackType
 
 import structlog
 
-from swarm.errors import LeaseLost, NotOwner, RedisUnavailable, SwarmError
+from swarm import validation
+from swarm.errors import BadInput, LeaseLost, NotOwner, RedisUnavailable, SwarmError
+from swarm.ledger import Ledger
 from workers.context import HandlerContext
 
 HEARTBEATS_PER_LEASE = 3  # renew three times a lease: two missed beats still leave time
@@ -56,3 +60,46 @@ class LeaseKeeper:
                 return
             if item.cancel_requested:
                 ctx.mark_cancelled()
+
+
+TUNING_TTL_S = 1.0  # the tuning hash is read at most once a second per process
+LEASE_FIELD = "lease_seconds:"  # keys.tuning field prefix, then the role (ceremonies.improve sets it)
+
+
+class LeaseTuning:
+    """The per-role leases the improvement cycle set in ``keys.tuning``, cached for a second.
+
+    A claim asks for its item's lease here. While no role has a tuned lease (the usual case)
+    that costs nothing after the cached read; otherwise the item's role is read too, unless the
+    caller knows it. Values outside the ledger's lease bounds are ignored.
+    """
+
+    def __init__(self, ttl: float = TUNING_TTL_S) -> None:
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, dict[str, float]]] = {}  # tuning key -> (read at, leases)
+
+    def leases(self, ledger: Ledger) -> dict[str, float]:
+        key = ledger.keys.tuning
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        raw: dict[str, str] = ledger.read(ledger.client.hgetall, key)
+        leases: dict[str, float] = {}
+        for name, value in raw.items():
+            if name.startswith(LEASE_FIELD):
+                with contextlib.suppress(ValueError, BadInput):
+                    leases[name.removeprefix(LEASE_FIELD)] = validation.lease_ms(float(value)) / 1000
+        self._cache[key] = (time.monotonic(), leases)  # a race only reads twice
+        return leases
+
+    def lease_for(self, ledger: Ledger, work_id: str, role: str | None = None) -> float | None:
+        """The tuned lease of ``work_id``'s role, or None for the ledger's default."""
+        leases = self.leases(ledger)
+        if not leases:
+            return None
+        if role is None:
+            role = ledger.read(ledger.client.hget, ledger.keys.item(work_id), "role")
+        return leases.get(role) if role else None
+
+
+tuning = LeaseTuning()  # this process's cache
