@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from swarm.cli import agents, beat, ceremony, demo, improve, tour, up, work, worker
+from swarm.cli import agents, beat, calendar, ceremony, demo, improve, tour, up, work, worker
 
 app = typer.Typer(
     name="swarm",
@@ -37,6 +37,7 @@ app.command(context_settings={"allow_extra_args": True})(worker.worker)
 app.command()(up.up)
 app.command(context_settings={"allow_extra_args": True})(beat.beat)
 app.command()(ceremony.ceremony)
+app.command()(calendar.calendar)
 app.command()(improve.improve)
 
 
