@@ -143,6 +143,8 @@ def _phases(cycle: Cycle, ledger: Ledger, app: Celery) -> None:
             deployment = apply(action, source, discovery, ledger, app, at=ledger.server_time())
             cycle.deployments.append(deployment)
             summary.append(f"{action.describe()}: {'ok' if deployment.ok else deployment.error}")
+        if not cycle.deployments:
+            summary.append("nothing to deploy")
 
 
 def _generate(cycle: Cycle, ledger: Ledger, discovery: Discovery) -> list[Proposal]:
