@@ -40,11 +40,14 @@ def set_times(
     last = updated or max(
         (t for k, t in given.items() if t is not None and k != "lease_expires_at"), default=None
     )
-    fields = {k: _us(t) for k, t in {**given, "updated_at": last}.items() if t is not None}
+    fields: dict[str | bytes, str] = {
+        k: _us(t) for k, t in {**given, "updated_at": last}.items() if t is not None
+    }
     key = ledger.keys.item(work_id)
-    ledger.client.hset(key, mapping=fields)
+    for name, value in fields.items():
+        ledger.client.hset(key, name, value)
     if last is not None:
         status = ledger.client.hget(key, "status")
-        assert status is not None, f"no work item {work_id}"
+        assert isinstance(status, str), f"no work item {work_id}"
         ledger.client.zadd(ledger.keys.status(status), {work_id: int(last.timestamp() * 1000)})
     return ledger.get(work_id)

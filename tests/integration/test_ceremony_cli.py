@@ -113,7 +113,9 @@ def test_a_bad_period_is_exit_2(env: dict[str, str]) -> None:
 def test_system_demo_now_in_the_first_iteration_is_exit_2(env: dict[str, str], ledger: Ledger) -> None:
     done = swarm(env, "system-demo", "--now")
     assert done.returncode == 2
-    epoch = datetime.fromisoformat(ledger.client.get(ledger.keys.calendar_epoch))  # the run stored it
+    stored = ledger.client.get(ledger.keys.calendar_epoch)  # the command stored it
+    assert isinstance(stored, str)
+    epoch = datetime.fromisoformat(stored)
     first = (epoch + timedelta(hours=1)).isoformat(timespec="seconds")  # the end of PI1.I1
     assert f"System Demo has nothing to report yet: the first one is due at {first}" in done.stderr
     pi_done = swarm(env, "inspect-adapt", "--now")
