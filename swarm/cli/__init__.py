@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from swarm.cli import agents, beat, calendar, ceremony, demo, improve, tour, up, work, worker
+from swarm.logs import configure_logging
 
 app = typer.Typer(
     name="swarm",
@@ -42,4 +43,5 @@ app.command()(improve.improve)
 
 
 def main() -> None:
+    configure_logging()  # structlog through stdlib logging: nothing on stdout, warnings on stderr
     app()

@@ -205,9 +205,12 @@ local function hand_off(parent_ik, parent_id, child_id, role, stage, loops, now)
   local cik = ITEM_PREFIX .. child_id
   redis.call('HSET', cik, 'id', child_id, 'type', p[1], 'description', p[2], 'payload', p[3],
     'role', role, 'team', p[4], 'priority', p[5], 'points', p[6], 'max_attempts', p[7],
-    'trace_id', p[8], 'workflow', p[9], 'stage', stage, 'artifacts', p[10] or '{}',
+    'trace_id', p[8], 'stage', stage, 'artifacts', p[10] or '{}',
     'parent_id', parent_id, 'loops', loops, 'status', 'pending', 'progress', 0, 'attempts', 0,
     'created_at', fmt(now), 'updated_at', fmt(now))
+  if p[9] then -- a handoff outside a workflow (Ledger.complete with a Handoff) has none
+    redis.call('HSET', cik, 'workflow', p[9])
+  end
   move(child_id, nil, 'pending', now)
   make_ready(cik, child_id, now)
   redis.call('HSET', parent_ik, 'next_id', child_id)

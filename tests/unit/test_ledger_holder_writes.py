@@ -18,7 +18,7 @@ from ledger_helpers import (
 )
 
 from swarm.errors import BadInput, InvalidTransition, LeaseLost, NotOwner
-from swarm.ledger import Ledger
+from swarm.ledger import Handoff, Ledger
 from swarm.models import AgentStatus, EventKind, Role, Status
 
 # -- heartbeat ---------------------------------------------------------------------------------
@@ -350,3 +350,22 @@ def test_release_of_a_pending_item_is_not_owner(fake_ledger: Ledger) -> None:
     item = fake_ledger.submit("build")
     with pytest.raises(NotOwner):
         fake_ledger.release(item.id, A)
+
+
+def test_a_handoff_outside_a_workflow_creates_the_next_item(fake_ledger: Ledger) -> None:
+    # Ledger.complete(handoff=...) on an item submitted without a workflow: the child has none
+    # either, and the completion and the handoff happen together (a Lua error here used to
+    # leave the parent completed without its registry move).
+    item = claimed(fake_ledger, role="developer")
+    done = fake_ledger.complete(item.id, A, fence=item.fence, handoff=Handoff(Role.QA, "review"))
+    assert done.status is Status.COMPLETED
+    assert done.next_id is not None
+    child = fake_ledger.get(done.next_id)
+    assert (child.status, child.role, child.stage, child.workflow, child.parent_id) == (
+        Status.PENDING,
+        Role.QA,
+        "review",
+        None,
+        item.id,
+    )
+    assert_consistent(fake_ledger)
