@@ -172,7 +172,8 @@ def _dry_run(action: Action, discovery: Discovery, ledger: Ledger, app: Celery) 
         except SwarmError as exc:
             return f"not a valid work item: {exc}", "validated the item's fields"
         return "", "validated the item's fields"
-    return "", f"lease within {lease_bounds(ledger.settings)}"
+    least, most = lease_bounds(ledger.settings)
+    return "", f"lease within {least:g}..{most:g}s"
 
 
 def _dry_run_item(action: Reprioritise, ledger: Ledger) -> tuple[str, str]:

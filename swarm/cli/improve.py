@@ -41,7 +41,10 @@ def improve(
                     out.print(history_table(cycles))
                 return
             app = create_app(ledger.settings, ledger.url or "")
-            cycle = run_cycle(ledger, app, dry_run=dry_run)
+            try:
+                cycle = run_cycle(ledger, app, dry_run=dry_run)
+            finally:
+                app.close()
             if as_json:
                 print_model(cycle)
                 return
