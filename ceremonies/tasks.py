@@ -49,10 +49,14 @@ def register(app: Celery, ledger_for: Callable[[], Ledger]) -> None:
 
     @app.task(name=IMPROVE_TASK, ignore_result=True)
     def improve_task(dry_run: bool = False) -> str:
-        from ceremonies.improve.cycle import run_cycle  # noqa: PLC0415 - only workers that run one
+        from ceremonies.improve.cycle import CycleRunning, run_cycle  # noqa: PLC0415 - only workers that run one
 
-        cycle = run_cycle(ledger_for(), app, dry_run=dry_run)
-        return cycle.id
+        try:
+            cycle = run_cycle(ledger_for(), app, dry_run=dry_run)
+        except CycleRunning as exc:  # a manual cycle (or another beat's) is under way: skip this one
+            log.info("improve_skipped", reason=str(exc))
+            return "skipped: a cycle is running"
+        return f"cycle {cycle.id}"
 
     @app.task(name=REAP_TASK, ignore_result=True)
     def reap_task() -> int:

@@ -89,7 +89,7 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     deadline = time.monotonic() + REDIS_OUTAGE_PATIENCE_S
     while True:
         try:
-            run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows)
+            run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role)
             break
         except RedisUnavailable:
             # Redis is restarting: once this message is acked nothing would send the item

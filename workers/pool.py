@@ -26,7 +26,7 @@ def celery_pool_option(pool: str) -> str:
     if pool not in ("threads", POOL_PATH):
         return pool
     os.environ[CUSTOM_POOL_ENV] = POOL_PATH
-    concurrency.ALIASES["custom"] = POOL_PATH  # in case celery.concurrency read the env already
+    concurrency.ALIASES["custom"] = POOL_PATH  # type: ignore[attr-defined]  # not in celery-types
     return "custom"
 
 
