@@ -6,6 +6,7 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import (
@@ -89,6 +90,14 @@ class Settings(BaseSettings):
     improve_advisor: bool = False  # also ask the claude executor for proposals
     improve_advisor_timeout: Duration = 120.0
     improve_budget_usd: float = Field(default=1.0, ge=0)  # the advisor's spend per cycle
+    # Observability (SPEC §10).
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: JSON unless stderr is a TTY
+    log_level: str = "INFO"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: str | None = None  # "user:password[,user2:password2]"; unset: loopback only
+    metrics_port: int = Field(default=9808, ge=1, le=65535)  # `swarm metrics --serve`
+    health_consuming_within: Duration = 60.0  # a role with work must have taken an item this recently
+    health_beat_within: Duration | None = None  # beat must have ticked this recently; unset: 3 x max interval
 
     @model_validator(mode="after")
     def _visibility_outlasts_lease(self) -> Settings:
@@ -115,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def beat_lock_timeout_seconds(self) -> float:
         return self.beat_lock_timeout or 5 * self.beat_max_interval
+
+    @property
+    def health_beat_within_seconds(self) -> float:
+        return self.health_beat_within or max(3 * self.beat_max_interval, 15.0)
 
     @property
     def improve_window_seconds(self) -> float:

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from swarm.cli import agents, beat, calendar, ceremony, demo, improve, tour, up, work, worker
+from swarm.cli import (
+    agents,
+    beat,
+    calendar,
+    ceremony,
+    demo,
+    flower,
+    health,
+    improve,
+    metrics,
+    status,
+    tour,
+    up,
+    work,
+    worker,
+)
 from swarm.logs import configure_logging
 
 app = typer.Typer(
@@ -39,6 +54,10 @@ app.command()(up.up)
 app.command(context_settings={"allow_extra_args": True})(beat.beat)
 app.command()(ceremony.ceremony)
 app.command()(calendar.calendar)
+app.command(context_settings={"allow_extra_args": True})(flower.flower)
+app.command()(status.status)
+app.command()(health.health)
+app.command()(metrics.metrics)
 app.command()(improve.improve)
 
 
