@@ -73,14 +73,12 @@ class Fleet:
         argv = [sys.executable, "-m", "swarm", "beat", *args]
         self.children.append(Child("beat", argv, BEAT_READY_MARK))
 
-    def add_flower(self, port: int, address: str = "127.0.0.1") -> None:
-        argv = [
-            sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-            f"--port={port}", f"--address={address}",
-        ]  # fmt: skip
-        # Bound to loopback, its API may answer without auth (Flower refuses it otherwise).
-        loopback = {"FLOWER_UNAUTHENTICATED_API": "true"} if address == "127.0.0.1" else {}
-        self.children.append(Child("flower", argv, FLOWER_READY_MARK, env=loopback))
+    def add_flower(self, port: int, address: str | None = None) -> None:
+        """``swarm flower``: basic auth from SWARM_FLOWER_BASIC_AUTH, else loopback only (its rules)."""
+        argv = [sys.executable, "-m", "swarm", "flower", f"--port={port}"]
+        if address is not None:
+            argv.append(f"--address={address}")
+        self.children.append(Child("flower", argv, FLOWER_READY_MARK))
 
     def __enter__(self) -> Fleet:
         try:

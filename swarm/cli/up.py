@@ -30,7 +30,6 @@ ROLE_COLOURS = {
     "devops": "cyan",
     "beat": "red",
 }
-FLOWER_PORT = 5555  # Flower's usual port
 CHILD_CHECK_S = 0.5  # how often `up` checks that its children still run
 
 
@@ -91,8 +90,12 @@ def up(
     concurrency: int = typer.Option(2, "-c", "--concurrency", min=1, help="Slots per role worker."),
     pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork."),
     handlers: str | None = typer.Option(None, "--handlers", help="Comma-separated handler modules."),
-    flower: bool = typer.Option(False, "--flower", help="Also run Flower (loopback only)."),
-    flower_port: int = typer.Option(FLOWER_PORT, "--flower-port", min=1, max=65535),
+    flower: bool = typer.Option(
+        False, "--flower", help="Also run Flower (loopback only unless SWARM_FLOWER_BASIC_AUTH is set)."
+    ),
+    flower_port: int | None = typer.Option(
+        None, "--flower-port", min=1, max=65535, help="Default SWARM_FLOWER_PORT (5555)."
+    ),
     beat: bool = typer.Option(True, "--beat/--no-beat", help="Also run beat (reaper, ceremonies)."),
 ) -> None:
     """Run a worker for every role and beat (plus Flower) until Ctrl-C, then stop them all cleanly."""
@@ -113,8 +116,9 @@ def up(
                 fleet.add_worker(role, concurrency=concurrency, pool=pool)
             if beat:
                 fleet.add_beat()
+            port = flower_port or settings.flower_port
             if flower:
-                fleet.add_flower(flower_port)
+                fleet.add_flower(port)
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
             out.print(f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes")
             try:
@@ -122,7 +126,7 @@ def up(
                     names = ", ".join(c.name for c in fleet.children)
                     out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
                     if flower:
-                        out.print(f"Flower: http://127.0.0.1:{flower_port}/")
+                        out.print(f"Flower: http://127.0.0.1:{port}/")
                     wait_for_exit(fleet)
             except KeyboardInterrupt:
                 out.print("swarm up: stopped", style="bold")
