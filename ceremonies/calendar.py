@@ -94,10 +94,19 @@ class Calendar:
     def syncs_per_iteration(self) -> int:
         return max(1, math.ceil(self.iteration_seconds / self.sync_every_seconds - 1e-9))
 
+    @property
+    def _length(self) -> timedelta:
+        """One iteration, in whole microseconds: every boundary is ``epoch + k * _length``, so
+        placing an instant and a period's bounds agree exactly (no float drift)."""
+        return timedelta(seconds=self.iteration_seconds)
+
+    @property
+    def _slot_length(self) -> timedelta:
+        return self._length / self.syncs_per_iteration
+
     def index(self, at: datetime) -> int:
         """Iterations since the epoch (0 for the first, and for anything before it)."""
-        elapsed = (_utc(at) - self.epoch).total_seconds()
-        return max(0, math.floor(elapsed / self.iteration_seconds))
+        return max(0, (_utc(at) - self.epoch) // self._length)
 
     def place(self, at: datetime) -> Placement:
         index = self.index(at)
@@ -105,27 +114,31 @@ class Calendar:
 
     # -- periods ----------------------------------------------------------------------------
 
-    def _at(self, seconds: float) -> datetime:
-        return self.epoch + timedelta(seconds=seconds)
+    def _at(self, index: int) -> datetime:
+        """Where iteration ``index`` (from 0) starts."""
+        return self.epoch + index * self._length
 
     def pi(self, number: int) -> Period:
         _positive(number, "PI")
-        start = (number - 1) * self.pi_seconds
+        first = (number - 1) * self.iterations_per_pi
         return Period(
-            cadence=Cadence.PI, pi=number, start=self._at(start), end=self._at(start + self.pi_seconds)
+            cadence=Cadence.PI,
+            pi=number,
+            start=self._at(first),
+            end=self._at(first + self.iterations_per_pi),
         )
 
     def iteration(self, pi: int, iteration: int) -> Period:
         _positive(pi, "PI")
         if not 1 <= iteration <= self.iterations_per_pi:
             raise BadInput(f"a PI has iterations 1 to {self.iterations_per_pi}, not {iteration}")
-        start = ((pi - 1) * self.iterations_per_pi + iteration - 1) * self.iteration_seconds
+        index = (pi - 1) * self.iterations_per_pi + iteration - 1
         return Period(
             cadence=Cadence.ITERATION,
             pi=pi,
             iteration=iteration,
-            start=self._at(start),
-            end=self._at(start + self.iteration_seconds),
+            start=self._at(index),
+            end=self._at(index + 1),
         )
 
     def iteration_at_index(self, index: int) -> Period:
@@ -135,9 +148,8 @@ class Calendar:
         it = self.iteration(pi, iteration)
         if not 1 <= slot <= self.syncs_per_iteration:
             raise BadInput(f"an iteration has ART Sync slots 1 to {self.syncs_per_iteration}, not {slot}")
-        length = self.iteration_seconds / self.syncs_per_iteration
-        start = it.start + timedelta(seconds=(slot - 1) * length)
-        end = it.end if slot == self.syncs_per_iteration else start + timedelta(seconds=length)
+        start = it.start + (slot - 1) * self._slot_length
+        end = it.end if slot == self.syncs_per_iteration else start + self._slot_length
         return Period(cadence=Cadence.SYNC, pi=pi, iteration=iteration, slot=slot, start=start, end=end)
 
     def current_pi(self, now: datetime) -> Period:
@@ -148,9 +160,8 @@ class Calendar:
 
     def current_sync(self, now: datetime) -> Period:
         it = self.current_iteration(now)
-        into = max(0.0, (_utc(now) - it.start).total_seconds())
-        length = self.iteration_seconds / self.syncs_per_iteration
-        slot = min(self.syncs_per_iteration, math.floor(into / length) + 1)
+        into = max(timedelta(0), _utc(now) - it.start)
+        slot = min(self.syncs_per_iteration, into // self._slot_length + 1)
         assert it.iteration is not None
         return self.sync(it.pi, it.iteration, slot)
 
@@ -163,6 +174,17 @@ class Calendar:
         """The last PI that has ended, or None in the first one."""
         number = self.place(now).pi
         return self.pi(number - 1) if number > 1 else None
+
+    def earlier(self, period: Period, count: int) -> list[Period]:
+        """Up to ``count`` periods of the same cadence before ``period``, oldest first (PIs and
+        iterations only; none before the epoch)."""
+        if period.cadence is Cadence.PI:
+            return [self.pi(n) for n in range(max(1, period.pi - count), period.pi)]
+        if period.cadence is Cadence.ITERATION:
+            assert period.iteration is not None
+            index = (period.pi - 1) * self.iterations_per_pi + period.iteration - 1
+            return [self.iteration_at_index(i) for i in range(max(0, index - count), index)]
+        return []
 
     def iterations_of(self, pi: int) -> list[Period]:
         return [self.iteration(pi, i) for i in range(1, self.iterations_per_pi + 1)]

@@ -8,9 +8,12 @@ dies the other takes over within the lock's timeout. On top of it, the leader:
 - sends a ceremony's task once when its period is due and has no report yet (a marker set with
   NX, which a new leader sees too), with the period as an argument, so the task reports on the
   period beat saw even if it runs late; if no report appears within ``RESEND_AFTER_MS`` it is
-  sent again (the task is idempotent);
+  sent again (the task is idempotent). System Demo and Inspect & Adapt also catch up on up to
+  ``CATCH_UP`` ended periods that have no report (beat was down when they ended); PI Planning
+  and ART Sync are about the present, so a missed one stays missed;
 - records each tick (``Keys.beat_tick``), which ``swarm health`` reads;
-- survives a Redis restart (RedBeat's own tick exits on one).
+- survives a Redis restart (RedBeat's own tick exits on one), and stores the schedule again if
+  Redis lost it (a restart without persistence).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from workers.reaper import reap
 
 TICK_RECORD_TTL_MS = 24 * 3600 * 1000  # the tick record outlives any beat outage worth reporting
 REDIS_RETRY_S = 1.0  # while Redis is away, the tick is tried again this often
-RESEND_AFTER_MS = 300_000  # a ceremony task sent but still unreported after this is sent again
+RESEND_AFTER_MS = 60_000  # a ceremony task sent but still unreported after this is sent again
+CATCH_UP = 3  # ended periods a ceremony looks back for, when beat was down at their end
+CATCH_UP_CEREMONIES = ("system-demo", "inspect-adapt")  # the ones that report on ended periods
 
 log = structlog.get_logger("swarm.beat")
 
@@ -67,9 +72,18 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
             log.warning("beat_lock_lost", detail="waiting to lead again")
             self.lock.acquire()
             log.info("beat_lock_acquired")
+            self._restore_schedule()
             return 0.0
         self._record_tick()
         return remaining
+
+    def _restore_schedule(self) -> None:
+        """A Redis that lost its data (no persistence) lost RedBeat's entries too: store them again,
+        or beat would tick on with nothing to send (no reaper, no ceremonies)."""
+        schedule_key = self.app.redbeat_conf.schedule_key
+        if not self.ledger.read(self.ledger.client.exists, schedule_key):
+            log.warning("beat_schedule_restored", detail="the schedule was gone from Redis")
+            self.setup_schedule()
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         if entry.task == REAP_TASK:
@@ -78,10 +92,10 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
             return None
         if entry.task == CEREMONY_TASK and len(entry.args) == 1:
             entry = self.reserve(entry) if advance else entry
-            period = self._due_period(str(entry.args[0]))
-            if period is None:
-                return None
-            return self.app.send_task(CEREMONY_TASK, args=[entry.args[0], period], producer=producer)
+            sent = None
+            for period in self._due_periods(str(entry.args[0])):
+                sent = self.app.send_task(CEREMONY_TASK, args=[entry.args[0], period], producer=producer)
+            return sent
         return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
 
     def _reap(self) -> None:
@@ -90,22 +104,30 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         except SwarmError as exc:  # Redis is away: the next pass tries again
             log.warning("reap_failed", reason=str(exc))
 
-    def _due_period(self, name: str) -> str | None:
-        """The period key to report on now, or None when nothing is due or it is reported."""
+    def _due_periods(self, name: str) -> list[str]:
+        """The period keys to report on now, oldest first: the due one, and for the ceremonies
+        that report on ended periods, up to ``CATCH_UP`` earlier ones that a beat outage left
+        without a report. Each is returned once (a marker set with NX) until ``RESEND_AFTER_MS``."""
         try:
             chosen = ceremony(name)
             calendar = Calendar.load(self.ledger)
             period = chosen.due(calendar, self.ledger.server_time())
-            if period is None or store.exists(chosen, self.ledger, period.key):
-                return None
-            sent_key = self.ledger.keys.report_sent(name, period.key)
-            if not self.ledger.read(self.ledger.client.set, sent_key, "1", nx=True, px=RESEND_AFTER_MS):
-                return None  # sent already (by this beat or the one before it); the task will report
+            if period is None:
+                return []
+            earlier = calendar.earlier(period, CATCH_UP) if name in CATCH_UP_CEREMONIES else []
+            keys = []
+            for candidate in [*earlier, period]:
+                if store.exists(chosen, self.ledger, candidate.key):
+                    continue
+                sent_key = self.ledger.keys.report_sent(name, candidate.key)
+                if self.ledger.read(self.ledger.client.set, sent_key, "1", nx=True, px=RESEND_AFTER_MS):
+                    keys.append(candidate.key)  # else sent already (by this beat or the one before)
         except SwarmError as exc:
             log.warning("ceremony_check_failed", ceremony=name, reason=str(exc))
-            return None
-        log.info("ceremony_due", ceremony=name, period=period.key)
-        return period.key
+            return []
+        for key in keys:
+            log.info("ceremony_due", ceremony=name, period=key)
+        return keys
 
     def _record_tick(self) -> None:
         ledger = self.ledger

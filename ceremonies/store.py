@@ -10,6 +10,9 @@
    its plan, and the next holder files the same ids: ``submit(work_id=...)`` refuses an id that
    exists, so every item is filed once.
 4. The report is stored (``SET NX``) and indexed, and the plan is deleted, in one transaction.
+
+Filed items are submitted without dispatch: they wait in the backlog for the next PI Planning
+(and people), rather than going to an executor that has no handler for them.
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ def run_once(
         pipe.set(keys.report(ceremony.name, period.key), report.model_dump_json(), nx=True)
         pipe.zadd(keys.reports(ceremony.name), {period.key: period.start.timestamp() * 1000})
         pipe.delete(plan_key)
-        ledger.read(pipe.execute)
+        stored_now = ledger.read(pipe.execute)[0]
+        if not stored_now:  # only if our lock expired mid-write and another writer finished first
+            return load(ceremony, ledger, period.key), False
         log.info("ceremony_reported", ceremony=ceremony.name, period=period.key, filed=len(report.filed))
         return report, True
     finally:
@@ -102,6 +107,7 @@ def file_item(ledger: Ledger, filing: Filing) -> bool:
             priority=filing.priority,
             points=filing.points,
             work_id=filing.work_id,
+            dispatch=False,  # a backlog item for planning and people, not for an executor
         )
     except AlreadyExists:
         return False

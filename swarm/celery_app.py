@@ -82,5 +82,8 @@ def create_app(settings: Settings, broker_url: str) -> Celery:
             for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
         },
         task_default_queue=queue_name(settings, Role.DEVELOPER, Priority.MEDIUM),
+        # Remote control (inspect, pool_grow, ...) per namespace: two swarms sharing a Redis
+        # (and node names like qa@host) never receive each other's commands.
+        control_exchange=f"{settings.key_prefix}.control",
     )
     return app

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from swarm import codec, validation
+from swarm import codec, tracing, validation
 from swarm.connection import CONNECTION_ERRORS, client_from_url, client_url, unavailable
 from swarm.errors import SwarmError
 from swarm.ids import new_work_id
@@ -24,17 +24,22 @@ DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the ne
 
 @dataclass(frozen=True)
 class Dispatch:
-    """What sending an item's queue message needs; ``fence`` is the item's when it was read."""
+    """What sending an item's queue message needs; ``fence`` is the item's when it was read.
+
+    ``traceparent`` is the item's (the span that submitted its work, when tracing was on): the
+    message is sent in that trace (``swarm.tracing.item_context``).
+    """
 
     work_id: str
     type: str
     role: Role
     priority: Priority
     fence: int | None = None
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, item: WorkItem) -> Dispatch:
-        return cls(item.id, item.type, item.role, item.priority, item.fence)
+        return cls(item.id, item.type, item.role, item.priority, item.fence, item.traceparent)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,47 @@ class Ledger(LedgerQueries):
         ``dispatch`` puts it in the outbox: its sender confirms the queue message with
         ``dispatched``, and a worker's sweep sends one if that does not happen within
         ``requeue_after_seconds``. Without it, the item waits for a manual claim.
+
+        With tracing on, it is written in a ``swarm.submit`` span (the caller's, if it opened
+        one): the item's ``trace_id`` is that span's trace and its ``traceparent`` names the span.
         """
+        with tracing.submit_span() as span:
+            if trace_id is None:
+                trace_id = tracing.trace_id_of(span) or secrets.token_hex(16)
+            traceparent = tracing.traceparent_of(span)
+            if traceparent is not None and traceparent[3:35] != trace_id:
+                traceparent = None  # a caller-chosen trace: the item is not in this span's trace
+            item = self._submit(
+                type, description, payload=payload, role=role, team=team, priority=priority,
+                points=points, trace_id=trace_id, traceparent=traceparent, parent_id=parent_id,
+                workflow=workflow, stage=stage, artifacts=artifacts, max_attempts=max_attempts,
+                claim_for=claim_for, lease_seconds=lease_seconds, dispatch=dispatch, work_id=work_id,
+            )  # fmt: skip
+            tracing.annotate(span, item)
+            return item
+
+    def _submit(
+        self,
+        type: str,
+        description: str,
+        *,
+        payload: dict[str, Any] | None,
+        role: Role | str | None,
+        team: str | None,
+        priority: Priority | str | None,
+        points: int | None,
+        trace_id: str,
+        traceparent: str | None,
+        parent_id: str | None,
+        workflow: str | None,
+        stage: str | None,
+        artifacts: dict[str, Any] | None,
+        max_attempts: int | None,
+        claim_for: str | None,
+        lease_seconds: float | None,
+        dispatch: bool,
+        work_id: str | None,
+    ) -> WorkItem:
         s = self.settings
         cap = s.description_max_bytes
         fields: list[str | int] = [
@@ -153,9 +198,11 @@ class Ledger(LedgerQueries):
             "max_attempts", validation.positive_int(
                 s.max_attempts if max_attempts is None else max_attempts, "max_attempts"
             ),
-            "trace_id", secrets.token_hex(16) if trace_id is None else validation.trace_id(trace_id),
+            "trace_id", validation.trace_id(trace_id),
             "artifacts", validation.json_object({} if artifacts is None else artifacts, "artifacts", cap),
         ]  # fmt: skip
+        if traceparent is not None:
+            fields += ["traceparent", traceparent]
         for name, value in (("parent_id", parent_id), ("workflow", workflow), ("stage", stage)):
             if value is not None:
                 fields += [
@@ -266,9 +313,11 @@ class Ledger(LedgerQueries):
         return self._item("cancel", wid, actor, agent=actor or None)
 
     def reprioritise(self, work_id: str, priority: Priority | str) -> WorkItem:
-        """Changes a pending item's priority; it is sent again to the new priority's queue.
+        """Changes a pending item's priority; it is sent again to the new priority's queue (after
+        its retry backoff, if it is in one).
 
-        The message already in the old queue is skipped when it arrives (the item has moved on).
+        The message already in the old queue is not withdrawn: whichever message arrives first
+        claims the item, and the other is skipped.
         """
         wid = validation.work_id(work_id)
         return self._item("reprioritise", wid, validation.enum_value(Priority, priority, "priority").value)
@@ -299,8 +348,8 @@ class Ledger(LedgerQueries):
         """
         flat = self._call("dispatch_due", validation.positive_int(limit, "limit"))[1]
         return [
-            Dispatch(wid, wtype, Role(role), Priority(prio), int(fence) if fence else None)
-            for wid, fence, wtype, role, prio in zip(*[iter(flat)] * 5, strict=True)
+            Dispatch(wid, wtype, Role(role), Priority(prio), int(fence) if fence else None, parent or None)
+            for wid, fence, wtype, role, prio, parent in zip(*[iter(flat)] * 6, strict=True)
         ]
 
     def dispatched(self, dispatch: Dispatch) -> bool:

@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     def improve_window_seconds(self) -> float:
         return self.improve_window or self.improve_every
 
+    @model_validator(mode="after")
+    def _beat_lock_outlasts_a_tick(self) -> Settings:
+        # RedBeat extends the lock by whole seconds each tick: shorter than a second, or than a
+        # tick, and leadership would lapse between ticks.
+        lock = self.beat_lock_timeout_seconds
+        if lock < 1 or lock <= self.beat_max_interval:
+            raise ValueError(
+                f"beat_lock_timeout ({lock}s) must be at least 1 s and longer than beat_max_interval "
+                f"({self.beat_max_interval}s)"
+            )
+        return self
+
     @property
     def handler_module_names(self) -> list[str]:
         return [m.strip() for m in self.handler_modules.split(",") if m.strip()]

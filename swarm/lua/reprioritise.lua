@@ -1,7 +1,9 @@
--- Change a pending item's priority. Its ready-set rank changes at once, and an item that goes
--- through the queues is put in the outbox, due now, so that a sweep sends it to the new
--- priority's queue (the message in the old queue is skipped when it arrives: the item will have
--- been claimed by then). ARGV: [3] id, [4] the new priority.
+-- Change a pending item's priority. Its ready-set rank changes at once (claim_next sees it), and
+-- an item that goes through the queues is put in the outbox so that a sweep sends it to the new
+-- priority's queue: due now, or when its retry backoff ends if that is later. The message still
+-- in the old queue is not withdrawn: whichever arrives first claims the item and the other is
+-- skipped, so lowering a priority does not delay a message already queued.
+-- ARGV: [3] id, [4] the new priority.
 local id, priority = ARGV[3], ARGV[4]
 local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'priority', 'trace_id', 'manual')
@@ -19,6 +21,10 @@ local now = now_us()
 redis.call('HSET', ik, 'priority', priority, 'updated_at', fmt(now))
 move(id, st, 'pending', now)
 local due = ms(now)
+local owed = redis.call('ZSCORE', OUTBOX, id)
+if owed and tonumber(owed) > due then
+  due = tonumber(owed) -- a retry still in its backoff keeps it
+end
 if f[4] == '1' then
   due = false
 end

@@ -107,7 +107,11 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
         wait_until(lambda: leader_pid(ledger) == follower.pid, "the surviving beat to lead", 15)
         takeover = time.monotonic() - killed_at
         print(f"beat takeover after kill -9 of the leader: {takeover:.2f}s (lock timeout {LOCK_TIMEOUT_S}s)")
-        assert takeover <= LOCK_TIMEOUT_S + 2 * MAX_INTERVAL_S + 1.0, f"took over after {takeover:.2f}s"
+        # The lock lapses at most LOCK_TIMEOUT_S after the leader's last extension; the follower
+        # polls every MAX_INTERVAL_S; this test sees the new leader's first tick record within
+        # its own polling plus the first tick (0.5 s of slack for a busy machine).
+        bound = LOCK_TIMEOUT_S + MAX_INTERVAL_S + 0.5
+        assert takeover <= bound, f"took over after {takeover:.2f}s (bound {bound}s)"
 
         # The survivor carries on through the second PI.
         wait_until(lambda: store.exists(known["inspect-adapt"], ledger, "PI2"), "PI 2's Inspect & Adapt", 30)

@@ -168,3 +168,25 @@ def test_the_stored_epoch_is_shared(fake_ledger: Ledger) -> None:
     assert Calendar.load(other).epoch == first.epoch
     assert Calendar.load(fake_ledger).epoch == first.epoch
     assert before <= first.epoch <= fake_ledger.server_time()
+
+
+def test_fractional_lengths_place_every_boundary_in_its_own_period() -> None:
+    # Boundaries are epoch + k x length in whole microseconds: placing a period's first and
+    # last instant gives that period, with no float drift (1.1 s used to misplace 17 of 39).
+    cal = Calendar(datetime(2026, 1, 1, tzinfo=UTC), 1.1, 3, 0.4)
+    for index in range(200):
+        period = cal.iteration_at_index(index)
+        assert cal.place(period.start).index == index
+        assert cal.place(period.end - timedelta(microseconds=1)).index == index
+        assert period.iteration is not None
+        for slot in range(1, cal.syncs_per_iteration + 1):
+            sync = cal.sync(period.pi, period.iteration, slot)
+            assert cal.current_sync(sync.start).key == sync.key
+
+
+def test_earlier_periods_of_the_same_cadence_stop_at_the_epoch() -> None:
+    cal = Calendar(datetime(2026, 1, 1, tzinfo=UTC), 60.0, 3, 60.0)
+    assert [p.key for p in cal.earlier(cal.pi(3), 5)] == ["PI1", "PI2"]
+    assert [p.key for p in cal.earlier(cal.iteration(2, 1), 2)] == ["PI1.I2", "PI1.I3"]
+    assert cal.earlier(cal.iteration(1, 1), 3) == []
+    assert cal.earlier(cal.sync(1, 1, 1), 3) == []

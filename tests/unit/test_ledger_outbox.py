@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ledger_helpers import A, B, assert_consistent, expire_lease, with_settings
 
-from swarm.errors import BadInput
+from swarm.errors import BadInput, InvalidTransition, NotFound
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import Priority, Role
 
@@ -115,3 +115,40 @@ def test_bad_arguments_are_refused(fake_ledger: Ledger) -> None:
         with pytest.raises(BadInput):
             fake_ledger.fail(item.id, A, "x", fence=held.fence, retry=True, backoff_seconds=bad)  # type: ignore[arg-type]
     assert item.id not in _outbox(fake_ledger)
+
+
+def test_reprioritise_reranks_a_pending_item_and_sends_it_to_its_new_queue(fake_ledger: Ledger) -> None:
+    low = fake_ledger.submit("feature", "starved", role="qa", priority="low")
+    other = fake_ledger.submit("feature", "newer", role="qa", priority="medium")
+    for item in (low, other):
+        fake_ledger.dispatched(Dispatch.of(item))
+    moved = fake_ledger.reprioritise(low.id, "high")
+    assert moved.priority is Priority.HIGH
+    ready = fake_ledger.client.zrange(fake_ledger.keys.ready(Role.QA), 0, -1)
+    assert ready == [low.id, other.id], "it now comes first for claim_next"
+    assert [d.work_id for d in fake_ledger.due_dispatches()] == [low.id], "owed a send at once"
+    kinds = [e.event.value for e in fake_ledger.events(10) if e.work_id == low.id]
+    assert kinds[-1] == "reprioritised"
+    assert_consistent(fake_ledger)
+
+
+def test_reprioritise_keeps_a_retry_in_its_backoff(fake_ledger: Ledger) -> None:
+    item = fake_ledger.claim(fake_ledger.submit("feature", "flaky", role="qa").id, A)
+    fake_ledger.fail(item.id, A, "boom", retry=True, backoff_seconds=600)
+    fake_ledger.reprioritise(item.id, "critical")
+    assert fake_ledger.due_dispatches() == [], "still waiting out its 600 s backoff"
+    assert _outbox(fake_ledger)[item.id] > _server_ms(fake_ledger) + 500_000
+
+
+def test_reprioritise_leaves_manual_items_out_of_the_queues_and_refuses_others(fake_ledger: Ledger) -> None:
+    manual = fake_ledger.submit("feature", "by hand", role="qa", dispatch=False)
+    fake_ledger.reprioritise(manual.id, "critical")
+    assert manual.id not in _outbox(fake_ledger)
+    held = fake_ledger.claim(fake_ledger.submit("feature", "held", role="qa").id, B)
+    with pytest.raises(InvalidTransition):
+        fake_ledger.reprioritise(held.id, "high")
+    with pytest.raises(NotFound):
+        fake_ledger.reprioritise("work_1_nothing", "high")
+    with pytest.raises(BadInput):
+        fake_ledger.reprioritise(manual.id, "urgent")
+    assert_consistent(fake_ledger)
