@@ -127,3 +127,29 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
     for name, periods in wanted.items():
         for period in periods:
             assert runs[f"{name} reported {period}"] == 1, f"{name} {period}: {outcomes}"
+
+
+def test_beat_stores_its_schedule_again_after_redis_lost_its_data(
+    redis_url: str, prefix: str, tmp_path: Path, ledger: Ledger
+) -> None:
+    # A restart without persistence loses the lock and RedBeat's entries: the leader must take
+    # the lock again and store its schedule again, or it would tick on without reaping.
+    env = {**calendar_env(ledger.server_time()), "SWARM_LEASE_SECONDS": "1"}
+    log = tmp_path / "beat.log"
+    with running_beat(redis_url, prefix, log, env=env) as beat:
+        wait_until(lambda: leader_pid(ledger) == beat.pid, "the beat to lead")
+        namespace = list(ledger.client.scan_iter(match="{" + prefix + "}*", count=1000))
+        ledger.client.delete(*namespace)  # the data loss
+        wait_until(
+            lambda: "beat_schedule_restored" in log.read_text(errors="replace"),
+            "the beat to store its schedule again",
+            15,
+            explain=lambda: log.read_text(errors="replace"),
+        )
+        item = ledger.claim(
+            ledger.submit("feature", "held by a dead agent").id, "agent_gone", lease_seconds=0.2
+        )
+        wait_until(
+            lambda: ledger.get(item.id).attempts == 1, "the restored reaper to reap the expired lease", 15
+        )
+    assert ledger.get(item.id).agent_id is None
