@@ -78,6 +78,12 @@ class Keys:
         sweeper should send one (ms)."""
         return f"{self.tag}:outbox"
 
+    @property
+    def metrics(self) -> str:
+        """Hash: the exact counters and histogram buckets the scripts keep (``swarm/metrics.py``
+        documents the fields), e.g. ``claimed:<role>:<team>``, ``duration_bucket:<role>:<outcome>:<le>``."""
+        return f"{self.tag}:metrics"
+
     def agent(self, agent_id: str) -> str:
         """Hash: an agent's record and live metrics."""
         return self.agent_prefix + agent_id
@@ -104,6 +110,7 @@ class Keys:
             *(self.status(s) for s in Status),
             *(self.ready(r) for r in Role),
             self.outbox,
+            self.metrics,
         )
 
     # -- the calendar, beat and ceremonies (not script keys) ------------------------------------
@@ -167,6 +174,13 @@ class Keys:
     def tuning(self) -> str:
         """Hash: live tuning the improvement cycle set through the ledger, e.g. ``lease_seconds:qa``."""
         return f"{self.tag}:tuning"
+
+    @property
+    def health_dead_ack(self) -> str:
+        """Hash: the dead items an operator acknowledged (``swarm health --ack-dead``): ``until``
+        (the newest acknowledged dead item's registry score, ms), ``ids_at_until`` (the ids with
+        exactly that score, comma-separated), ``count``, ``at`` (ms). Not a script key."""
+        return f"{self.tag}:health:dead_ack"
 
     def claude_usage(self, work_id: str) -> str:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)

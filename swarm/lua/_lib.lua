@@ -13,10 +13,21 @@ local STATUS_KEY = {
 }
 local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], qa = KEYS[19], devops = KEYS[20] }
 local OUTBOX = KEYS[21]
+local METRICS = KEYS[22]
 local EVENTS_MAX_LEN, DISPATCH_GRACE_MS = ARGV[1], tonumber(ARGV[2])
 local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
 local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
 local HELD = { claimed = true, in_progress = true }
+
+-- The metrics hash (swarm/metrics.py reads it): exact counters and histogram buckets, moved in
+-- the same atomic step as the transition they count. Bucket upper bounds are in microseconds;
+-- the field names them ('inf' past the last), and each observation adds 1 to exactly one bucket
+-- (the collector makes them cumulative) and its value to the sum: O(1) per operation.
+-- swarm/metrics.py holds the same lists (a unit test checks that they agree).
+local DURATION_BUCKETS_US = { 100000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
+  120000000, 300000000, 600000000, 1800000000, 3600000000 }
+local LATENCY_BUCKETS_US = { 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+  5000000, 10000000, 30000000, 60000000, 300000000 }
 
 -- Times come from the Redis server clock, so every host agrees on them.
 -- Microseconds since the epoch fit a Lua double exactly (< 2^53); '%.0f' avoids 1e+15 notation.
@@ -31,6 +42,22 @@ end
 
 local function ms(us)
   return math.floor(us / 1000)
+end
+
+-- One histogram observation of `us` microseconds under `name` and `labels` (see above).
+local function observe(name, labels, us, bounds)
+  if us < 0 then
+    us = 0
+  end
+  local le = 'inf'
+  for i = 1, #bounds do
+    if us <= bounds[i] then
+      le = fmt(bounds[i])
+      break
+    end
+  end
+  redis.call('HINCRBY', METRICS, name .. '_bucket:' .. labels .. ':' .. le, 1)
+  redis.call('HINCRBY', METRICS, name .. '_sum_us:' .. labels, fmt(us))
 end
 
 -- Appends one event to the capped stream; empty fields are left out.
@@ -105,7 +132,7 @@ end
 -- Only a pending item is claimable; a held one names its holder.
 local function do_claim(id, agent, lease_ms, now)
   local ik = ITEM_PREFIX .. id
-  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'role', 'team', 'trace_id')
+  local f = redis.call('HMGET', ik, 'status', 'agent_id', 'role', 'team', 'trace_id', 'created_at')
   local st = f[1]
   if not st then
     return { 'err', 'not_found', id }
@@ -130,6 +157,10 @@ local function do_claim(id, agent, lease_ms, now)
   move(id, 'pending', 'claimed', now)
   redis.call('ZADD', LEASES, ms(expires), id)
   touch_agent(agent, f[3], f[4], now, 'active')
+  -- Metrics: the claim, its wait in the queue since submission, and the role's last claim.
+  redis.call('HINCRBY', METRICS, 'claimed:' .. f[3] .. ':' .. f[4], 1)
+  observe('claim_latency', f[3], now - (tonumber(f[6]) or now), LATENCY_BUCKETS_US)
+  redis.call('HSET', METRICS, 'last_claim_ms:' .. f[3], fmt(ms(now)))
   emit('claimed', id, agent, fence, f[5], 'claimed', '')
   return ok_item(ik)
 end

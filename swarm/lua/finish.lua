@@ -17,7 +17,7 @@ end
 local now = now_us()
 local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'fence', 'trace_id', 'team', 'points', 'claimed_at',
-  'attempts', 'max_attempts', 'cancel_requested')
+  'attempts', 'max_attempts', 'cancel_requested', 'role')
 local st, fence, trace, team = f[1], f[2], f[3], f[4]
 drop_claim(ik, id)
 local to = outcome
@@ -60,6 +60,9 @@ move(id, st, to, now)
 local ak = AGENT_PREFIX .. agent
 redis.call('HINCRBY', ak, outcome == 'completed' and 'completed' or 'failed', 1)
 redis.call('HINCRBY', ak, 'duration_total_us', now - tonumber(f[6]))
+-- Metrics: the outcome by role and team, and the work's duration (claimed_at to now).
+redis.call('HINCRBY', METRICS, outcome .. ':' .. f[10] .. ':' .. team, 1)
+observe('duration', f[10] .. ':' .. outcome, now - tonumber(f[6]), DURATION_BUCKETS_US)
 redis.call('HSET', ak, 'status', 'idle', 'last_heartbeat', fmt(now))
 redis.call('ZADD', AGENTS, ms(now), agent)
 emit(outcome, id, agent, fence, trace, to, outcome == 'failed' and ARGV[8] or '')

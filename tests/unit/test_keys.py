@@ -25,6 +25,7 @@ LUA_NAME_TO_ATTRIBUTE = {
     "VELOCITY": "velocity",
     "AGENTS": "agents",
     "OUTBOX": "outbox",
+    "METRICS": "metrics",
 }
 
 
@@ -74,6 +75,8 @@ def _every_key(keys: Keys) -> list[str]:
         keys.events,
         keys.velocity,
         keys.agents,
+        keys.metrics,
+        keys.health_dead_ack,
         *(keys.status(s) for s in Status),
         *(keys.ready(r) for r in Role),
     ]
@@ -115,7 +118,7 @@ def test_default_namespace_is_swarm() -> None:
 def test_script_keys_are_distinct_and_cover_every_status_and_role() -> None:
     keys = Keys("t")
     sk = keys.script_keys()
-    assert len(set(sk)) == len(sk) == 9 + len(Status) + len(Role)
+    assert len(set(sk)) == len(sk) == 10 + len(Status) + len(Role)
     assert set(sk) >= {keys.status(s) for s in Status} | {keys.ready(r) for r in Role}
 
 
