@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     # The improvement cycle (SPEC §9).
     improve_every: Duration = DEFAULT_IMPROVE_EVERY_S
     improve_window: Duration | None = None  # metrics window of a cycle; unset: improve_every
+    improve_min_observation: Duration | None = None  # a change is judged after this; unset: window / 4
     improve_max_concurrency: int = Field(default=16, ge=1)  # no role's pool grows past this
     improve_min_concurrency: int = Field(default=1, ge=1)  # nor shrinks below it
     improve_max_actions: int = Field(default=3, ge=0)  # actions deployed per cycle
@@ -132,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def improve_window_seconds(self) -> float:
         return self.improve_window or self.improve_every
+
+    @property
+    def improve_min_observation_seconds(self) -> float:
+        return self.improve_min_observation or self.improve_window_seconds / 4
 
     @model_validator(mode="after")
     def _beat_lock_outlasts_a_tick(self) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 import structlog
@@ -66,6 +67,24 @@ TUNING_TTL_S = 1.0  # the tuning hash is read at most once a second per process
 LEASE_FIELD = "lease_seconds:"  # keys.tuning field prefix, then the role (ceremonies.improve sets it)
 
 
+def lease_field(role: str) -> str:
+    """The ``keys.tuning`` field holding ``role``'s tuned lease."""
+    return LEASE_FIELD + role
+
+
+def parse_leases(raw: Mapping[str, str]) -> dict[str, float]:
+    """The tuned leases in a ``keys.tuning`` hash, by role name: the one parser of that hash.
+
+    A field that does not parse, or a lease outside the ledger's bounds, is skipped.
+    """
+    leases: dict[str, float] = {}
+    for name, value in raw.items():
+        if name.startswith(LEASE_FIELD):
+            with contextlib.suppress(ValueError, BadInput):
+                leases[name.removeprefix(LEASE_FIELD)] = validation.lease_ms(float(value)) / 1000
+    return leases
+
+
 class LeaseTuning:
     """The per-role leases the improvement cycle set in ``keys.tuning``, cached for a second.
 
@@ -83,12 +102,7 @@ class LeaseTuning:
         cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
-        raw: dict[str, str] = ledger.read(ledger.client.hgetall, key)
-        leases: dict[str, float] = {}
-        for name, value in raw.items():
-            if name.startswith(LEASE_FIELD):
-                with contextlib.suppress(ValueError, BadInput):
-                    leases[name.removeprefix(LEASE_FIELD)] = validation.lease_ms(float(value)) / 1000
+        leases = parse_leases(ledger.read(ledger.client.hgetall, key))
         self._cache[key] = (time.monotonic(), leases)  # a race only reads twice
         return leases
 

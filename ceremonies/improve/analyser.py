@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable
 
 from ceremonies.improve.discovery import Discovery, RoleMetrics
+from ceremonies.improve.guardrails import lease_bounds
 from ceremonies.improve.vocabulary import (
     Action,
     Direction,
@@ -36,7 +37,6 @@ WAIT_HIGH_FRACTION = 0.5  # an oldest wait over this fraction of the window is h
 EXPIRED_LEASES_MIN = 3  # fewer expired leases than this in a window is noise
 EXPIRED_LEASES_SHARE = 0.2  # ... and so is a smaller share of the window's claims
 LEASE_GROWTH = 2.0  # a lease that keeps expiring is doubled
-LEASE_MAX_S = 3600.0  # the analyser never proposes a longer lease (guardrails bound it too)
 DEAD_ITEMS_MIN = 2  # dead items of a role in a window before one is filed
 STARVED_FRACTION = 0.5  # an overtaken item waiting over this fraction of the window is starved
 _MORE_URGENT = {
@@ -115,7 +115,7 @@ def _expired_leases(m: RoleMetrics, window: float, settings: Settings) -> list[A
     share = m.expired_leases / max(m.claims, 1)
     if m.expired_leases < EXPIRED_LEASES_MIN or share < EXPIRED_LEASES_SHARE:
         return []
-    longer = min(m.lease_seconds * LEASE_GROWTH, LEASE_MAX_S, settings.visibility_timeout_seconds / 2)
+    longer = min(m.lease_seconds * LEASE_GROWTH, lease_bounds(settings)[1])  # within the guardrails
     if longer <= m.lease_seconds:
         return []
     return [

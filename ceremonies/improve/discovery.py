@@ -12,7 +12,6 @@ the window then reads as fast as it was, not half as fast.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,14 +24,12 @@ from ceremonies import history
 from ceremonies.improve.pool import PoolNode, live_pool
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Priority, Role, Status, WorkItem
+from workers.lease import parse_leases
 
-INSPECT_TIMEOUT_S = 1.0  # how long a broadcast waits for the nodes' replies
 MIN_BUSY_S = 0.2  # less work time than this measures no throughput at all
 STARVED_LISTED = 5  # oldest overtaken pending items kept per role, for the analyser
-LEASE_FIELD = "lease_seconds:"  # keys.tuning field prefix, then the role
 ROLE_NAMES = frozenset(r.value for r in Role)
 TOP_ERRORS = 3  # most common errors of a role's dead items, kept as evidence
-_RATE_RE = re.compile(r"rate_limit=(\S+?)\]?$")
 
 
 class PendingItem(BaseModel):
@@ -99,17 +96,9 @@ class Discovery(BaseModel):
 
 
 def lease_overrides(ledger: Ledger) -> dict[Role, float]:
-    """The leases the cycle set per role (``keys.tuning``), ignoring any unreadable field."""
-    raw: dict[str, str] = ledger.read(ledger.client.hgetall, ledger.keys.tuning)
-    found: dict[Role, float] = {}
-    for name, value in raw.items():
-        role = name.removeprefix(LEASE_FIELD)
-        if name.startswith(LEASE_FIELD) and role in ROLE_NAMES:
-            try:
-                found[Role(role)] = float(value)
-            except ValueError:
-                continue
-    return found
+    """The leases the cycle set per role (``keys.tuning``), read as the workers read them."""
+    leases = parse_leases(ledger.read(ledger.client.hgetall, ledger.keys.tuning))
+    return {Role(name): seconds for name, seconds in leases.items() if name in ROLE_NAMES}
 
 
 def _busy_seconds(intervals: Iterable[tuple[datetime, datetime]]) -> float:

@@ -2,11 +2,16 @@
 
 Guardrails are bounds that hold whoever proposed the action:
 
-- a role's pool stays within [``improve_min_concurrency``, ``improve_max_concurrency``] slots on
-  every node;
-- at most ``improve_max_actions`` actions per cycle, and one per target (a role's pool, a role's
+- pools and rate limits are changed only on nodes that serve the one role: a node consuming
+  several roles' queues has one pool for them all, so a change meant for one role would change
+  the others' throughput too;
+- a node's pool stays within [``improve_min_concurrency``, ``improve_max_concurrency``] slots,
+  counting every change accepted before in the same cycle;
+- at most ``improve_max_actions`` actions per cycle, and one per target (a node's pool, a role's
   lease, an item), so that the next cycle can tell which change moved its metric; a target whose
   previous change is still being monitored is left alone;
+- a filed work item is an ``improvement``, at most ``high`` priority and ``FILED_MAX_POINTS``
+  points (it is filed undispatched, into the backlog, for planning);
 - the advisor's proposals only if its run stayed within ``improve_budget_usd``;
 - a lease within ``lease_bounds`` (a lease must stay well below the visibility timeout);
 - only pending items are re-prioritised.
@@ -16,6 +21,8 @@ their pools can be resized, the item exists and is pending, the filing is a vali
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from celery import Celery
 from celery.utils.time import rate as parse_rate
@@ -36,11 +43,14 @@ from ceremonies.improve.vocabulary import (
 from swarm import validation
 from swarm.errors import NotFound, SwarmError
 from swarm.ledger import Ledger
-from swarm.models import Status
+from swarm.models import Priority, Status
 from swarm.settings import Settings
 
 LEASE_MIN_S = 1.0  # shorter leases make every slow heartbeat a lost item
 LEASE_MAX_S = 3600.0  # longer ones leave a killed worker's item stuck for an hour
+FILED_TYPE = "improvement"  # the only type of work item a cycle files
+FILED_MAX_PRIORITY = Priority.HIGH  # nothing filed jumps the critical queue
+FILED_MAX_POINTS = 8
 
 
 class Verdict(BaseModel):
@@ -59,15 +69,16 @@ def lease_bounds(settings: Settings) -> tuple[float, float]:
     return LEASE_MIN_S, min(LEASE_MAX_S, settings.visibility_timeout_seconds / 2)
 
 
-def target(action: Action) -> str | None:
-    """What the action changes; two actions on one target in a cycle could not be told apart."""
+def targets(action: Action, nodes: Iterable[str] = ()) -> frozenset[str]:
+    """What the action changes (``nodes``: the nodes a pool change reaches); two actions on one
+    target in a cycle could not be told apart."""
     if isinstance(action, ScaleRole | SetRateLimit):
-        return f"pool:{action.role.value}"  # both change the role's throughput
+        return frozenset(f"pool:{node}" for node in nodes)  # both change the node's throughput
     if isinstance(action, SetLease):
-        return f"lease:{action.role.value}"
+        return frozenset({f"lease:{action.role.value}"})
     if isinstance(action, Reprioritise):
-        return f"item:{action.work_id}"
-    return None  # filings are independent of each other
+        return frozenset({f"item:{action.work_id}"})
+    return frozenset()  # filings are independent of each other
 
 
 def validate(
@@ -82,27 +93,43 @@ def validate(
     """Every proposal's verdict, in order: guardrails first, then the dry run of what passed them."""
     verdicts: list[Verdict] = []
     taken: set[str] = set()
+    planned: dict[str, int] = {}  # the pool deltas accepted so far, per node
     for proposal in proposals:
-        key = target(proposal.action)
-        accepted = sum(v.accepted for v in verdicts)
-        reason = _guardrail(proposal, discovery, ledger.settings, advisor_cost, accepted) or (
-            _conflict(key, taken, monitored)
+        action = proposal.action
+        nodes = (
+            [n.node for n in discovery.nodes_of(action.role)]
+            if isinstance(action, ScaleRole | SetRateLimit)
+            else []
         )
+        keys = targets(action, nodes)
+        accepted = sum(v.accepted for v in verdicts)
+        reason = _guardrail(
+            proposal, discovery, ledger.settings, advisor_cost, accepted=accepted, planned=planned
+        ) or (_conflict(keys, taken, monitored))
         if reason:
             verdicts.append(Verdict(proposal=proposal, accepted=False, reason=reason))
             continue
-        problem, checked = _dry_run(proposal.action, discovery, ledger, app)
+        problem, checked = _dry_run(action, discovery, ledger, app)
         verdicts.append(Verdict(proposal=proposal, accepted=not problem, reason=problem, dry_run=checked))
-        if not problem and key is not None:
-            taken.add(key)
+        if not problem:
+            taken |= keys
+            if isinstance(action, ScaleRole):
+                for node in nodes:
+                    planned[node] = planned.get(node, 0) + action.delta
     return verdicts
 
 
 def _guardrail(
-    proposal: Proposal, discovery: Discovery, settings: Settings, advisor_cost: float | None, accepted: int
+    proposal: Proposal,
+    discovery: Discovery,
+    settings: Settings,
+    advisor_cost: float | None,
+    *,
+    accepted: int,
+    planned: dict[str, int],
 ) -> str:
     """The bound this proposal breaks ("" when none)."""
-    reason = _bounds(proposal.action, discovery, settings)
+    reason = _bounds(proposal.action, discovery, settings, planned)
     budget = settings.improve_budget_usd
     if not reason and proposal.source is Source.ADVISOR and (advisor_cost or 0.0) > budget:
         reason = f"the advisor spent ${advisor_cost or 0.0:g}, over the budget of ${budget:g}"
@@ -111,35 +138,53 @@ def _guardrail(
     return reason
 
 
-def _conflict(key: str | None, taken: set[str], monitored: frozenset[str]) -> str:
-    if key is None:
-        return ""
-    if key in taken:
-        return f"another action on {key} was accepted first"
-    if key in monitored:
-        return f"the previous change to {key} is still being monitored"
+def _conflict(keys: frozenset[str], taken: set[str], monitored: frozenset[str]) -> str:
+    for key in sorted(keys):
+        if key in taken:
+            return f"another action on {key} was accepted first"
+        if key in monitored:
+            return f"the previous change to {key} is still being monitored"
     return ""
 
 
-def _bounds(action: Action, discovery: Discovery, settings: Settings) -> str:
-    """The guardrail this action breaks ("" when none)."""
-    if isinstance(action, ScaleRole):
+def _bounds(action: Action, discovery: Discovery, settings: Settings, planned: dict[str, int]) -> str:
+    """The guardrail this action breaks ("" when none); ``planned``: pool deltas accepted already."""
+    if isinstance(action, ScaleRole | SetRateLimit):
         nodes = discovery.nodes_of(action.role)
         if not nodes:
             return f"no live node consumes {action.role.value}'s queues"
+        shared = [f"{n.node} serves {', '.join(r.value for r in n.roles)}" for n in nodes if len(n.roles) > 1]
+        if shared:
+            return (
+                f"{'; '.join(shared)}: a node serving more than one role is not resized or rate limited "
+                f"(it would change the other roles' throughput too)"
+            )
+    if isinstance(action, ScaleRole):
         least, most = settings.improve_min_concurrency, settings.improve_max_concurrency
-        for node in nodes:
+        for node in discovery.nodes_of(action.role):
             if node.concurrency is None:
                 return f"{node.node} did not report its pool size"
-            size = node.concurrency + action.delta
+            earlier = planned.get(node.node, 0)
+            size = node.concurrency + earlier + action.delta
             if not least <= size <= most:
-                return f"{node.node} would have {size} slot(s), outside {least}..{most}"
-    if isinstance(action, SetRateLimit) and not discovery.nodes_of(action.role):
-        return f"no live node consumes {action.role.value}'s queues"
+                also = f" with {earlier:+d} accepted before" if earlier else ""
+                return f"{node.node} would have {size} slot(s){also}, outside {least}..{most}"
     if isinstance(action, SetLease):
         lo, hi = lease_bounds(settings)
         if not lo <= action.seconds <= hi:
             return f"a lease of {action.seconds:g}s is outside {lo:g}..{hi:g}s"
+    if isinstance(action, FileWorkItem):
+        return _filing_bounds(action)
+    return ""
+
+
+def _filing_bounds(action: FileWorkItem) -> str:
+    if action.type != FILED_TYPE:
+        return f"only {FILED_TYPE!r} work items are filed, not {action.type!r}"
+    if action.priority.rank < FILED_MAX_PRIORITY.rank:
+        return f"a filed item's priority is at most {FILED_MAX_PRIORITY.value}, not {action.priority.value}"
+    if action.points > FILED_MAX_POINTS:
+        return f"a filed item has at most {FILED_MAX_POINTS} points, not {action.points}"
     return ""
 
 

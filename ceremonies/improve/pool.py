@@ -1,15 +1,16 @@
 """The live Celery pool: which nodes consume a role's queues, how big their pools are, and the
 remote-control commands that change them (``pool_grow``, ``pool_shrink``, ``rate_limit``).
 
-Every broadcast reaches every worker on the broker, other namespaces' included, so a node is
-taken as one of ours only if it consumes one of this ledger's role queues, and commands are
-always sent to named destinations, waiting for exactly their replies.
+Namespaces are kept apart by the Celery app's control exchange (``<prefix>.control``, see
+``swarm.celery_app``): a broadcast reaches only the workers of this namespace. Within it, a node
+is taken as one of ours only if it consumes one of this ledger's role queues, and commands are
+sent to named destinations, waiting for exactly their replies.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 from pydantic import BaseModel, ConfigDict
@@ -38,8 +39,7 @@ class PoolNode(BaseModel):
 def live_pool(app: Celery, settings: Settings, timeout: float = INSPECT_TIMEOUT_S) -> list[PoolNode]:
     """The Celery nodes consuming this ledger's role queues, with their pool sizes and rate limits.
 
-    Other namespaces' workers on the same broker answer the broadcast too; a node is ours only
-    if it consumes one of our queues (``<prefix>.<role>.<priority>``).
+    A node is ours only if it consumes one of our queues (``<prefix>.<role>.<priority>``).
     """
     wanted = {q: role for role in Role for q in role_queues(settings, role)}
     answered: dict[str, Any] = app.control.inspect(timeout=timeout).active_queues() or {}
@@ -85,31 +85,48 @@ def ping(app: Celery, nodes: list[str], timeout: float = INSPECT_TIMEOUT_S) -> s
     return {node for reply in replies for node in reply if node in nodes}
 
 
-def pool_sizes(app: Celery, nodes: list[str], timeout: float = INSPECT_TIMEOUT_S) -> dict[str, int]:
-    """Each answering node's ``pool.max-concurrency``."""
+class NodeState(NamedTuple):
+    """A node's pool size and its process id (which changes when the node restarts)."""
+
+    size: int
+    pid: int | None
+
+
+def pool_states(app: Celery, nodes: list[str], timeout: float = INSPECT_TIMEOUT_S) -> dict[str, NodeState]:
+    """Each answering node's ``pool.max-concurrency`` and ``pid``, from ``stats()``."""
     if not nodes:
         return {}
     stats: dict[str, Any] = (
         app.control.inspect(timeout=timeout, destination=nodes, limit=len(nodes)).stats() or {}
     )
-    sizes = {node: info.get("pool", {}).get("max-concurrency") for node, info in stats.items()}
-    return {node: int(size) for node, size in sizes.items() if isinstance(size, int)}
+    states: dict[str, NodeState] = {}
+    for node, info in stats.items():
+        size, pid = (info or {}).get("pool", {}).get("max-concurrency"), (info or {}).get("pid")
+        if node in nodes and isinstance(size, int):
+            states[node] = NodeState(size, pid if isinstance(pid, int) else None)
+    return states
 
 
-def _refusals(replies: list[dict[str, Any]] | None, nodes: list[str]) -> list[str]:
-    """What went wrong with a command sent to ``nodes``: nodes that did not answer, or said no."""
+def pool_sizes(app: Celery, nodes: list[str], timeout: float = INSPECT_TIMEOUT_S) -> dict[str, int]:
+    """Each answering node's ``pool.max-concurrency``."""
+    return {node: state.size for node, state in pool_states(app, nodes, timeout).items()}
+
+
+def _refusals(replies: list[dict[str, Any]] | None, nodes: list[str]) -> dict[str, str]:
+    """What went wrong with a command sent to ``nodes``, by node: no answer, or a refusal."""
     answered: dict[str, Any] = {}
     for reply in replies or []:
         answered.update(reply)
-    problems = [f"{node} did not answer" for node in nodes if node not in answered]
+    problems = {node: f"{node} did not answer" for node in nodes if node not in answered}
     for node, body in answered.items():
         if node in nodes and not (isinstance(body, dict) and "ok" in body):
-            problems.append(f"{node}: {body.get('error', body) if isinstance(body, dict) else body}")
+            problems[node] = f"{node}: {body.get('error', body) if isinstance(body, dict) else body}"
     return problems
 
 
-def resize(app: Celery, nodes: list[str], delta: int, timeout: float = INSPECT_TIMEOUT_S) -> list[str]:
-    """``pool_grow`` (delta > 0) or ``pool_shrink`` by ``abs(delta)`` on ``nodes``; the problems."""
+def resize(app: Celery, nodes: list[str], delta: int, timeout: float = INSPECT_TIMEOUT_S) -> dict[str, str]:
+    """``pool_grow`` (delta > 0) or ``pool_shrink`` by ``abs(delta)`` on ``nodes``; the problems,
+    by node."""
     command = app.control.pool_grow if delta > 0 else app.control.pool_shrink
     replies = command(abs(delta), destination=nodes, reply=True, timeout=timeout, limit=len(nodes))
     return _refusals(replies, nodes)
@@ -117,9 +134,9 @@ def resize(app: Celery, nodes: list[str], delta: int, timeout: float = INSPECT_T
 
 def set_rate_limit(
     app: Celery, nodes: list[str], rate: str | None, timeout: float = INSPECT_TIMEOUT_S
-) -> list[str]:
+) -> dict[str, str]:
     """The execute task's rate limit on ``nodes`` (None clears it: Celery takes 0 as none); the
-    problems."""
+    problems, by node."""
     replies = app.control.rate_limit(
         EXECUTE_TASK, rate or 0, destination=nodes, reply=True, timeout=timeout, limit=len(nodes)
     )

@@ -27,6 +27,7 @@ class CycleStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    ABANDONED = "abandoned"  # left running by a process that died; closed by a later cycle
 
 
 class PhaseRecord(BaseModel):

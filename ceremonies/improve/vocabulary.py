@@ -130,10 +130,11 @@ class Reprioritise(_Action):
 
 
 class FileWorkItem(_Action):
-    """File a work item (e.g. an investigation of repeated dead items)."""
+    """File a work item (e.g. an investigation of repeated dead items) into the backlog, for
+    planning: an ``improvement``, at most ``high`` and of a few points (the guardrails' bounds)."""
 
     kind: Literal["file_work_item"] = "file_work_item"
-    type: str = Field(min_length=1, max_length=200)
+    type: str = Field(default="improvement", min_length=1, max_length=200)
     description: str = Field(min_length=1, max_length=64_000)
     role: Role
     team: str = Field(default="core", min_length=1, max_length=200)

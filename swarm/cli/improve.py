@@ -15,12 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ceremonies.improve.cycle import Cycle, past_cycles, run_cycle
+from ceremonies.improve.deploy import Deployment
 from swarm.celery_app import create_app
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run
 from swarm.logs import configure_logging
 
 LISTED_CYCLES = 10  # past cycles listed after a run (and by --list)
-OUTCOME_STYLE = {"improved": "green", "no_change": "dim", "worse": "bold red", "inconclusive": "yellow"}
+OUTCOME_STYLE = {
+    "improved": "green", "no_change": "dim", "worse": "bold red", "inconclusive": "yellow",
+    "abandoned": "magenta",
+}  # fmt: skip
 
 
 def improve(
@@ -118,7 +122,7 @@ def history_table(cycles: list[Cycle]) -> Table:
     table = _table("Past cycles", "cycle", "started", "kind", "status", "proposals", "deployed", "outcomes")
     for c in cycles:
         outcomes = ", ".join(
-            f"{d.action.describe()}: {d.judgement.outcome if d.judgement else 'monitoring'}"
+            f"{d.action.describe()}: {_state(d)}"
             + (" (rolled back)" if d.judgement and d.judgement.rolled_back else "")
             for d in c.deployments
         )
@@ -127,6 +131,13 @@ def history_table(cycles: list[Cycle]) -> Table:
             c.status.value, str(len(c.proposals)), str(sum(d.ok for d in c.deployments)), outcomes,
         )  # fmt: skip
     return table
+
+
+def _state(deployment: Deployment) -> str:
+    """A deployment's outcome, or where it stands until it is judged."""
+    if deployment.judgement is not None:
+        return deployment.judgement.outcome
+    return "monitoring" if deployment.ok else deployment.status.value
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -79,6 +79,8 @@ def test_an_induced_qa_backlog_is_detected_the_pool_grown_and_it_drains_faster(
     with running_worker(redis_url, prefix, "qa", log, "-c", "1", *POOL):
         node = _node(log, prefix)
         assert _size(celery_app, node) == 1
+        worker_pid = pool.pool_states(celery_app, [node])[node].pid
+        assert isinstance(worker_pid, int)
         # Run A: twelve 1 s checks on one slot, no cycle.
         started = time.monotonic()
         run_a = _submit(client, 12, 1.0, "A")
@@ -99,7 +101,8 @@ def test_an_induced_qa_backlog_is_detected_the_pool_grown_and_it_drains_faster(
     assert [d.action.describe() for d in cycle.deployments] == [f"scale_role qa +{grown - 1}"]
     deployed = cycle.deployments[0]
     assert deployed.ok
-    assert deployed.before == {"pool": {node: 1}}
+    assert deployed.before["pool"] == {node: 1}
+    assert deployed.before["pids"][node] == worker_pid, "the node's identity is recorded for its undo"
     assert deployed.after["pool"] == {node: grown}
     assert grown > 1, "the worker's stats() max-concurrency grew"
     assert drain_b <= 0.75 * drain_a
@@ -114,7 +117,8 @@ def test_a_harmful_change_is_judged_worse_by_the_next_cycle_and_rolled_back(
 ) -> None:
     monkeypatch.setenv("PATH", f"{ADVISOR_DIR}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_ADVISOR_MODE", "shrink")  # the advisor proposes qa -2
-    settings = settings.model_copy(update={"improve_window": 60.0, "improve_advisor": True})
+    update = {"improve_window": 60.0, "improve_min_observation": 1.0, "improve_advisor": True}
+    settings = settings.model_copy(update=update)
     client = _client(redis_url, settings)
     ledger = client.ledger
     log = tmp_path / "qa.log"

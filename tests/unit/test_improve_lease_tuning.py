@@ -57,3 +57,16 @@ def test_the_tuning_is_read_at_most_once_per_ttl_and_bad_values_are_ignored(fake
     assert LeaseTuning(ttl=0).lease_for(ledger, item.id) == 90.0
     ledger.client.delete(ledger.keys.tuning)
     assert LeaseTuning(ttl=0).lease_for(ledger, item.id) is None
+
+
+def test_the_cycle_and_the_workers_read_the_tuning_hash_alike(fake_ledger: Ledger) -> None:
+    from ceremonies.improve.discovery import lease_overrides
+    from swarm.models import Role
+
+    ledger = fake_ledger
+    ledger.client.hset(
+        ledger.keys.tuning,
+        mapping={"lease_seconds:qa": "30", "lease_seconds:pm": "100000", "lease_seconds:devops": "soon"},
+    )
+    assert LeaseTuning(ttl=0).leases(ledger) == {"qa": 30.0}, "out of bounds or unreadable: ignored"
+    assert lease_overrides(ledger) == {Role.QA: 30.0}, "discovery sees the leases the workers use"
