@@ -13,7 +13,12 @@ The phases run in this order, each recorded with its evidence in the cycle's rec
 
 A dry run stops after validation: it deploys nothing and judges nothing. ``keys.improve_lock``
 keeps two cycles (two beats, or a manual run during a scheduled one) from overlapping: the
-second raises ``CycleRunning``.
+second raises ``CycleRunning``. The lock is renewed at each phase and each deployment.
+
+The record is written as the cycle goes: after every phase (a phase that raises is recorded
+too), and around every deployment (written ahead as *pending* with its before-snapshot, then
+again once applied). A cycle whose process died stays *running* until the next cycle closes it
+as *abandoned* and judges what it deployed (``learning.close_abandoned``).
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime
 
 import structlog
 from celery import Celery
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 from ceremonies.improve import records
 from ceremonies.improve.advisor import advise
 from ceremonies.improve.analyser import analyse
-from ceremonies.improve.deploy import apply
+from ceremonies.improve.deploy import Deployment, execute, plan
 from ceremonies.improve.discovery import Discovery, discover, refresh_pool
 from ceremonies.improve.guardrails import validate
 from ceremonies.improve.learning import learn
@@ -44,6 +51,7 @@ LOCK_MARGIN_S = 120.0  # the lock outlasts the advisor's timeout by this much
 FILED_LOOK_BACK = 50  # past cycles whose filed dead items are not filed again
 
 log = structlog.get_logger("swarm.improve")
+_held: ContextVar[tuple[Ledger, Lock] | None] = ContextVar("improve_lock", default=None)
 
 __all__ = ["Cycle", "CycleRunning", "past_cycles", "run_cycle"]
 
@@ -69,9 +77,11 @@ def run_cycle(ledger: Ledger, app: Celery, *, dry_run: bool = False, now: dateti
     if not ledger.read(lock.acquire):
         log.info("cycle_skipped", reason="a cycle is running")
         raise CycleRunning("an improvement cycle is running already; try again when it has finished")
+    held = _held.set((ledger, lock))
     try:
         return _run(ledger, app, dry_run, now or ledger.server_time())
     finally:
+        _held.reset(held)
         with contextlib.suppress(LockError):  # held past its timeout: it has expired already
             ledger.read(lock.release)
 
@@ -81,10 +91,35 @@ def _phase(cycle: Cycle, name: str) -> Iterator[list[str]]:
     """Times a phase; the body appends its one-line summary to the yielded list."""
     started, clock = datetime.now(cycle.started_at.tzinfo), time.monotonic()
     summary: list[str] = []
-    yield summary
-    seconds = round(time.monotonic() - clock, 3)
-    record = PhaseRecord(name=name, started_at=started, seconds=seconds, summary="; ".join(summary))
-    cycle.phases.append(record)
+    _renew()
+    try:
+        yield summary
+    except Exception as exc:
+        summary.append(f"failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:  # a phase that raises is recorded too, and the record written at once
+        seconds = round(time.monotonic() - clock, 3)
+        record = PhaseRecord(name=name, started_at=started, seconds=seconds, summary="; ".join(summary))
+        cycle.phases.append(record)
+        _save(cycle)
+
+
+def _renew() -> None:
+    """Renews the cycle's lock for another ``lock_seconds``; raises ``CycleRunning`` if it was lost
+    (it expired and another cycle may have taken it)."""
+    held = _held.get()
+    if held is not None:
+        ledger, lock = held
+        try:
+            ledger.read(lock.extend, lock_seconds(ledger.settings), replace_ttl=True)
+        except LockError:
+            raise CycleRunning("this cycle's lock expired; another cycle may be running") from None
+
+
+def _save(cycle: Cycle) -> None:
+    held = _held.get()
+    if held is not None:
+        records.save(held[0], cycle)
 
 
 def _run(ledger: Ledger, app: Celery, dry_run: bool, now: datetime) -> Cycle:
@@ -139,12 +174,24 @@ def _phases(cycle: Cycle, ledger: Ledger, app: Celery) -> None:
         return
     with _phase(cycle, "4 deployment") as summary:
         for verdict in (v for v in cycle.verdicts if v.accepted):
-            action, source = verdict.proposal.action, verdict.proposal.source
-            deployment = apply(action, source, discovery, ledger, app, at=ledger.server_time())
-            cycle.deployments.append(deployment)
+            action = verdict.proposal.action
+            deployment = _deploy(cycle, verdict.proposal, discovery, ledger, app)
             summary.append(f"{action.describe()}: {'ok' if deployment.ok else deployment.error}")
         if not cycle.deployments:
             summary.append("nothing to deploy")
+
+
+def _deploy(
+    cycle: Cycle, proposal: Proposal, discovery: Discovery, ledger: Ledger, app: Celery
+) -> Deployment:
+    """Writes the deployment ahead (pending, with its before-snapshot), applies it, writes it again."""
+    _renew()
+    at = ledger.server_time()
+    cycle.deployments.append(plan(proposal.action, proposal.source, discovery, ledger, app, at=at))
+    records.save(ledger, cycle)
+    cycle.deployments[-1] = execute(cycle.deployments[-1], discovery, ledger, app)
+    records.save(ledger, cycle)
+    return cycle.deployments[-1]
 
 
 def _generate(cycle: Cycle, ledger: Ledger, discovery: Discovery) -> list[Proposal]:
