@@ -2,21 +2,27 @@
 
 ``swarm beat`` sets REDIS_URL (or an embedded Redis) and runs a real ``celery beat`` on this
 app with ``ceremonies.scheduler.SwarmScheduler``. Beat only sends tasks by name, so this app
-registers none: the workers run them.
+registers none: the workers run them. Its logging goes through swarm's formatter (``swarm.logs``)
+and, with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the tasks it sends are traced.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import beat_init, setup_logging
 
 from ceremonies.schedule import beat_schedule
+from swarm import tracing
 from swarm.celery_app import create_app
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.keys import Keys
-from swarm.logs import configure_logging
+from swarm.logs import celery_setup_logging, configure_logging
 from swarm.settings import Settings, get_settings
 
 SCHEDULER = "ceremonies.scheduler:SwarmScheduler"
+SERVICE_NAME = "swarm-beat"  # OTEL_SERVICE_NAME's default
 REDIS_RETRY_PERIOD_S = 60  # beat's own Redis calls retry this long through a restart
 
 
@@ -41,7 +47,13 @@ def configure_beat(app: Celery, settings: Settings, redis_url: str) -> None:
 
 
 configure_logging()
+setup_logging.connect(celery_setup_logging, weak=False)
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
 configure_beat(app, settings, broker_url)
+
+
+@beat_init.connect
+def _tracing_in_beat(**_: Any) -> None:
+    tracing.setup_tracing(SERVICE_NAME)

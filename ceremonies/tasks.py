@@ -15,6 +15,7 @@ from celery import Celery
 from ceremonies import store
 from ceremonies.calendar import Calendar
 from ceremonies.registry import ceremony
+from swarm import tracing
 from swarm.celery_app import CEREMONY_TASK, IMPROVE_TASK, REAP_TASK
 from swarm.ledger import Ledger
 from workers.reaper import reap
@@ -23,7 +24,19 @@ log = structlog.get_logger("swarm.ceremonies")
 
 
 def run_ceremony(ledger: Ledger, name: str, period_key: str | None = None) -> str:
-    """Writes the period's report (the due one by default) unless it exists; says what happened."""
+    """Writes the period's report (the due one by default) unless it exists; says what happened.
+
+    It runs in a ``swarm.ceremony`` span (when tracing is on).
+    """
+    with tracing.span("swarm.ceremony") as span:
+        outcome = _run_ceremony(ledger, name, period_key)
+        if span.is_recording():
+            span.set_attribute("swarm.ceremony", name)
+            span.set_attribute("swarm.outcome", outcome)
+        return outcome
+
+
+def _run_ceremony(ledger: Ledger, name: str, period_key: str | None) -> str:
     chosen = ceremony(name)
     calendar = Calendar.load(ledger)
     now = ledger.server_time()

@@ -6,6 +6,7 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
+from swarm import tracing
 from swarm.embedded import RedisTarget, resolve_redis
 from swarm.errors import BadInput
 from swarm.ids import new_agent_id
@@ -21,12 +22,18 @@ class Swarm:
 
     Holder operations act as ``agent_id`` (else ``SWARM_AGENT_ID``, else a new ``agent_<ns>``).
     Everything else is on ``swarm.ledger``.
+
+    With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, it traces what it submits (``swarm.tracing``):
+    each item's trace starts at ``submit``.
     """
+
+    SERVICE_NAME = "swarm-client"  # OTEL_SERVICE_NAME's default
 
     def __init__(
         self, url: str | None = None, *, agent_id: str | None = None, settings: Settings | None = None
     ) -> None:
         self.settings = settings or get_settings()
+        tracing.setup_tracing(self.SERVICE_NAME)
         self._stack = contextlib.ExitStack()
         self.target: RedisTarget = self._stack.enter_context(resolve_redis(url or self.settings.redis_url))
         self.ledger = Ledger.from_url(self.target.url, self.settings)
@@ -35,6 +42,7 @@ class Swarm:
 
     def close(self) -> None:
         """Closes the connection, and stops the embedded Redis if this Swarm started one."""
+        tracing.flush()
         self.dispatch.close()
         self.ledger.client.close()
         self._stack.close()
@@ -65,20 +73,22 @@ class Swarm:
 
         ``claim=True`` instead claims it for this agent in the same step (nothing is enqueued).
         ``workflow`` (from ``config/workflows.toml``) starts it at the workflow's first stage.
+        With tracing on, the item's trace starts in a ``swarm.submit`` span around both.
         """
-        return submit_work(
-            self.ledger,
-            self.dispatch if enqueue else None,
-            type,
-            description,
-            payload=payload,
-            role=role,
-            team=team,
-            priority=priority,
-            points=points,
-            workflow=workflow,
-            claim_for=self.agent_id if claim else None,
-        )
+        with tracing.submit_span():
+            return submit_work(
+                self.ledger,
+                self.dispatch if enqueue else None,
+                type,
+                description,
+                payload=payload,
+                role=role,
+                team=team,
+                priority=priority,
+                points=points,
+                workflow=workflow,
+                claim_for=self.agent_id if claim else None,
+            )
 
     def claim(self, work_id: str) -> WorkItem:
         return self.ledger.claim(work_id, self.agent_id)

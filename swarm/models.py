@@ -109,6 +109,7 @@ class WorkItem(BaseModel):
     lease_expires_at: datetime | None = None
 
     trace_id: str = ""
+    traceparent: str | None = None  # W3C traceparent of the span that submitted the work (tracing on)
     parent_id: str | None = None
     workflow: str | None = None
     stage: str | None = None

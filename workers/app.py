@@ -2,6 +2,16 @@
 
 ``swarm worker --role R`` sets REDIS_URL (or an embedded Redis), SWARM_WORKER_ROLE and
 SWARM_HANDLER_MODULES, then runs a real ``celery worker`` on this app.
+
+Observability (``swarm.tracing``, ``swarm.logs``): Celery's logging goes through swarm's
+structlog formatter (JSON lines, or a console; in JSON the banner is left out so every line
+parses). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, tracing starts at ``worker_init`` (the main
+process sends the outbox sweep's messages; the threads pool runs tasks there) and again after
+fork in each prefork child (``worker_process_init``: the SDK's batch processor restarts its
+export thread in a forked child, Celery's instrumentation is checked). Spans are flushed when a
+child exits (``worker_process_shutdown``: ``max_tasks_per_child`` loses none) and when the
+worker stops. While an execute task runs, its log lines carry ``work_id``, ``role`` and
+``agent_id``, Celery's own outcome line included.
 """
 
 from __future__ import annotations
@@ -9,21 +19,37 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    celeryd_after_setup,
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from ceremonies.tasks import register as register_leader_tasks
+from swarm import tracing
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
-from swarm.logs import configure_logging
+from swarm.logs import celery_setup_logging, configure_logging, resolve_format
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from workers.dispatch import send
@@ -35,6 +61,7 @@ from workers.workflows import load_workflows
 
 REDIS_OUTAGE_PATIENCE_S = 120.0  # how long a delivered task waits for Redis to come back
 REDIS_RETRY_PAUSE_S = 1.0  # between its tries meanwhile
+SERVICE_NAME = "swarm-worker"  # OTEL_SERVICE_NAME's default
 
 configure_logging()
 settings = get_settings()
@@ -42,6 +69,37 @@ broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
 import_handler_modules(settings.handler_module_names)
 workflows = load_workflows(settings.workflows_file)
+setup_logging.connect(celery_setup_logging, weak=False)
+
+
+@celeryd_init.connect
+def _quiet_banner(instance: Any = None, **_: Any) -> None:
+    """JSON logs: no banner (Celery prints it to stdout, outside logging)."""
+    if instance is not None and resolve_format(settings.log_format, sys.__stderr__) == "json":
+        instance.quiet = True
+
+
+@celeryd_after_setup.connect
+def _redirect_stdouts(**_: Any) -> None:
+    """print() in a task becomes a log line, as Celery does when it sets up logging itself."""
+    if app.conf.worker_redirect_stdouts:
+        app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+
+@worker_init.connect
+def _tracing_in_worker(**_: Any) -> None:
+    tracing.setup_tracing(SERVICE_NAME)
+
+
+@worker_process_init.connect
+def _tracing_in_child(**_: Any) -> None:
+    tracing.setup_tracing(SERVICE_NAME)
+
+
+@worker_process_shutdown.connect
+def _flush_child_spans(**_: Any) -> None:
+    """A prefork child about to exit (``os._exit``): its buffered spans go first."""
+    tracing.shutdown()
 
 
 @cache
@@ -77,6 +135,28 @@ def _agents_offline(**_: Any) -> None:
         if owner == pid:
             with contextlib.suppress(SwarmError):
                 _process_ledger(pid).mark_agent(agent_id, AgentStatus.OFFLINE)
+
+
+_log_context: dict[str, Mapping[str, Any]] = {}  # task id -> contextvars tokens, until postrun
+
+
+@task_prerun.connect
+def _bind_item(task_id: str = "", task: Any = None, args: Any = None, **_: Any) -> None:
+    """Log lines of an execute task, Celery's outcome line too, name its item, role and agent."""
+    if task is None or task.name != EXECUTE_TASK or not args or len(args) < 3:
+        return
+    work_id, role = str(args[0]), str(args[2])
+    known: dict[str, str] = {"work_id": work_id, "role": role}
+    with contextlib.suppress(SwarmError, ValueError):
+        known["agent_id"] = _process_agent(os.getpid(), Role(role), task.request.hostname or "")
+    _log_context[task_id] = bind_contextvars(**known)
+
+
+@task_postrun.connect
+def _unbind_item(task_id: str = "", **_: Any) -> None:
+    tokens = _log_context.pop(task_id, None)
+    if tokens is not None:
+        reset_contextvars(**tokens)
 
 
 @app.task(name=EXECUTE_TASK, ignore_result=True)
@@ -131,3 +211,4 @@ def _stop_upkeep(**_: Any) -> None:
         _upkeep.pop().stop()
     while _grace:
         _grace.pop().cancel()
+    tracing.shutdown()  # after the last sweep's sends: their spans are flushed too

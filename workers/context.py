@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from swarm import tracing
 from swarm.errors import BadInput
 from swarm.ledger import Ledger
 from swarm.models import WorkItem
@@ -45,8 +46,10 @@ class HandlerContext:
         return self._lease_lost.is_set()
 
     def progress(self, percent: int, note: str = "") -> None:
-        """Reports progress (0-100); it also renews the lease."""
-        self.item = self.ledger.progress(self.item.id, self.agent_id, percent, note, fence=self.fence)
+        """Reports progress (0-100), in a ``swarm.progress`` span; it also renews the lease."""
+        with tracing.span("swarm.progress") as span:
+            tracing.annotate(span, self.item, agent_id=self.agent_id, fence=self.fence)
+            self.item = self.ledger.progress(self.item.id, self.agent_id, percent, note, fence=self.fence)
         if self.item.cancel_requested:
             self._cancelled.set()
 

@@ -4,12 +4,16 @@ An item enters the outbox in the same atomic step that makes it pending. Whoever
 the message and confirms (``Ledger.dispatched``); if that never happens, e.g. the process died in
 between, a worker's sweep sends it after ``requeue_after_seconds``. A message sent twice is
 harmless: the second delivery finds the item claimed or finished and does nothing.
+
+Every message is sent in its item's trace (``tracing.item_context``), so the worker's span
+continues the trace the item was submitted in.
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
+from swarm import tracing
 from swarm.celery_app import EXECUTE_TASK, create_app, queue_name
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import WorkItem
@@ -18,11 +22,12 @@ from swarm.settings import Settings
 
 def enqueue(app: Celery, settings: Settings, dispatch: Dispatch) -> None:
     """Sends the execute task; Flower shows the item's id, type and role as its arguments."""
-    app.send_task(
-        EXECUTE_TASK,
-        args=[dispatch.work_id, dispatch.type, dispatch.role.value],
-        queue=queue_name(settings, dispatch.role, dispatch.priority),
-    )
+    with tracing.item_context(dispatch.traceparent):
+        app.send_task(
+            EXECUTE_TASK,
+            args=[dispatch.work_id, dispatch.type, dispatch.role.value],
+            queue=queue_name(settings, dispatch.role, dispatch.priority),
+        )
 
 
 def send(app: Celery, ledger: Ledger, work: WorkItem | Dispatch) -> None:

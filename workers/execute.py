@@ -3,6 +3,11 @@
 This is the whole of what the Celery execute task does with an item. A transient failure goes
 back to pending with a backoff (``backoff_seconds``) after which the dispatch sweep sends it
 again. A duplicate delivery finds the item claimed or finished and does nothing.
+
+Observability: the claim and the outcome's write each run in a span (``swarm.claim``, then
+``swarm.complete``, ``swarm.fail`` or ``swarm.release``), children of the current span (the
+worker's ``run/swarm.execute``); log lines made meanwhile carry ``work_id``, ``agent_id``,
+``role`` and the item's ``trace_id`` (bound with ``structlog.contextvars``, unbound after).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
+from swarm import tracing
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner
 from swarm.ledger import Dispatch, Handoff, Ledger
 from swarm.models import Role, Status, WorkItem
@@ -58,10 +65,11 @@ class Execution:
     @property
     def next_dispatch(self) -> Dispatch | None:
         """What sending the next stage needs; the handoff copied type and priority from this item."""
-        if self.item is None or self.item.next_id is None or self.handoff is None:
+        item = self.item
+        if item is None or item.next_id is None or self.handoff is None:
             return None
         role = Role(self.handoff.role)
-        return Dispatch(self.item.next_id, self.item.type, role, self.item.priority)
+        return Dispatch(item.next_id, item.type, role, item.priority, traceparent=item.traceparent)
 
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -96,19 +104,42 @@ def execute(
     Without ``lease_seconds``, the claim uses the lease the improvement cycle tuned for the
     item's role (``role``, when the caller knows it, saves reading it), else the default.
     """
-    if lease_seconds is None:
-        lease_seconds = tuning.lease_for(ledger, work_id, None if role is None else Role(role).value)
-    try:
-        item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
-    except (ClaimConflict, InvalidTransition, NotFound) as exc:
-        log.info("skipped", work_id=work_id, agent_id=agent_id, reason=str(exc))
-        return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
+    known = {"work_id": work_id, "agent_id": agent_id}
+    if role is not None:
+        known["role"] = Role(role).value
+    with bound_contextvars(**known):
+        if lease_seconds is None:
+            lease_seconds = tuning.lease_for(ledger, work_id, known.get("role"))
+        try:
+            with tracing.span("swarm.claim") as span:
+                tracing.annotate(span, work_id=work_id, agent_id=agent_id)
+                item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+                tracing.annotate(span, item)
+        except (ClaimConflict, InvalidTransition, NotFound) as exc:
+            log.info("skipped", reason=str(exc))
+            return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
+        with bound_contextvars(role=item.role.value, trace_id=item.trace_id):
+            return _run(
+                ledger, item, agent_id, handlers=handlers, workflows=workflows, lease_seconds=lease_seconds
+            )
+
+
+def _run(
+    ledger: Ledger,
+    item: WorkItem,
+    agent_id: str,
+    *,
+    handlers: HandlerRegistry,
+    workflows: Mapping[str, Workflow] | None,
+    lease_seconds: float | None,
+) -> Execution:
+    """The claimed item's handler, then its outcome, written with the claim's fence."""
     ctx = HandlerContext(ledger, item, agent_id)
     wid, fence = item.id, ctx.fence
     handler = handlers.find(item.type, item.role)
     if handler is None:
         reason = f"no handler for type {item.type!r} on role {item.role.value}"
-        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence))
+        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, reason, fence=fence))
     lease = ledger.settings.lease_seconds if lease_seconds is None else lease_seconds
     ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
@@ -126,12 +157,14 @@ def execute(
     if ctx.lease_lost:
         return Execution(wid, Outcome.LEASE_LOST, detail="the lease was lost while the handler ran")
     if ctx.cancelled:
-        return _recorded(ctx, lambda: ledger.release(wid, agent_id, fence=fence))
+        return _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence))
     if failure is not None:
         reason, retry = failure
         backoff = backoff_seconds(item.attempts + 1)
         return _recorded(
-            ctx, lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff)
+            ctx,
+            "fail",
+            lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff),
         )
     try:
         handoff = _handoff(
@@ -139,10 +172,11 @@ def execute(
         )
     except (SendBackLimit, PermanentError, BadInput) as exc:
         why = f"permanent: {exc}"
-        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
+        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, why, fence=fence))
     try:
         run = _recorded(
             ctx,
+            "complete",
             lambda: ledger.complete(
                 wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts, handoff=handoff
             ),
@@ -150,7 +184,7 @@ def execute(
         return dataclasses.replace(run, handoff=handoff)
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
         why = f"unrecordable result: {exc}"
-        return _recorded(ctx, lambda: ledger.fail(wid, agent_id, why, fence=fence))
+        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, why, fence=fence))
 
 
 def _handoff(ctx: HandlerContext, workflows: Mapping[str, Workflow]) -> Handoff | None:
@@ -164,10 +198,13 @@ def _handoff(ctx: HandlerContext, workflows: Mapping[str, Workflow]) -> Handoff 
     return next_handoff(workflow, item, send_back=ctx.send_back_reason is not None)
 
 
-def _recorded(ctx: HandlerContext, write: Callable[[], WorkItem]) -> Execution:
-    """One fenced write of the outcome; a lost lease means another run owns the item now."""
+def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem]) -> Execution:
+    """One fenced write of the outcome (in a ``swarm.<kind>`` span); a lost lease means another
+    run owns the item now."""
     try:
-        item = write()
+        with tracing.span(f"swarm.{kind}") as span:
+            tracing.annotate(span, ctx.item, agent_id=ctx.agent_id, fence=ctx.fence)
+            item = write()
     except (LeaseLost, NotOwner) as exc:
         ctx.log.warning("result_refused", reason=str(exc))
         return Execution(ctx.item.id, Outcome.LEASE_LOST, detail=str(exc))

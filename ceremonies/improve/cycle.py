@@ -11,6 +11,9 @@ The phases run in this order, each recorded with its evidence in the cycle's rec
 3. **validation**: guardrails, then a dry run of each proposal;
 4. **deployment** of the accepted actions, each with its before-snapshot.
 
+Tracing (``swarm.tracing``, when on): the cycle runs in a ``swarm.improve`` span, and each phase
+in a child span named after it (``swarm.improve.discovery``, ``swarm.improve.generation``...).
+
 A dry run stops after validation: it deploys nothing and judges nothing. ``keys.improve_lock``
 keeps two cycles (two beats, or a manual run during a scheduled one) from overlapping: the
 second raises ``CycleRunning``. The lock is renewed at each phase and each deployment.
@@ -43,6 +46,7 @@ from ceremonies.improve.guardrails import validate
 from ceremonies.improve.learning import learn
 from ceremonies.improve.records import Cycle, CycleStatus, PhaseRecord, past_cycles
 from ceremonies.improve.vocabulary import FileWorkItem, Proposal, Source
+from swarm import tracing
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.settings import Settings
@@ -88,12 +92,17 @@ def run_cycle(ledger: Ledger, app: Celery, *, dry_run: bool = False, now: dateti
 
 @contextlib.contextmanager
 def _phase(cycle: Cycle, name: str) -> Iterator[list[str]]:
-    """Times a phase; the body appends its one-line summary to the yielded list."""
+    """Times a phase, in its span; the body appends its one-line summary to the yielded list."""
     started, clock = datetime.now(cycle.started_at.tzinfo), time.monotonic()
     summary: list[str] = []
+    words = [w for w in name.split() if not w[0].isdigit()]
     _renew()
     try:
-        yield summary
+        with tracing.span("swarm.improve." + "_".join(words)) as span:
+            if span.is_recording():
+                span.set_attribute("swarm.cycle_id", cycle.id)
+                span.set_attribute("swarm.phase", name)
+            yield summary
     except Exception as exc:
         summary.append(f"failed: {type(exc).__name__}: {exc}")
         raise
@@ -129,7 +138,10 @@ def _run(ledger: Ledger, app: Celery, dry_run: bool, now: datetime) -> Cycle:
     records.save(ledger, cycle)
     log.info("cycle_started", cycle_id=cycle.id, dry_run=dry_run)
     try:
-        _phases(cycle, ledger, app)
+        with tracing.span("swarm.improve") as span:
+            if span.is_recording():
+                span.set_attribute("swarm.cycle_id", cycle.id)
+            _phases(cycle, ledger, app)
         cycle.status = CycleStatus.COMPLETED
     except Exception as exc:
         cycle.status, cycle.error = CycleStatus.FAILED, f"{type(exc).__name__}: {exc}"

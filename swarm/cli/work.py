@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from swarm import validation
+from swarm import tracing, validation
 from swarm.cli import render
 from swarm.cli.runtime import (
     AGENT_OPTION,
@@ -25,6 +25,8 @@ from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
 from workers.dispatch import Dispatcher
 from workers.submission import submit_work
+
+CLI_SERVICE_NAME = "swarm-cli"  # OTEL_SERVICE_NAME's default for `swarm submit`
 
 
 def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
@@ -61,25 +63,28 @@ def submit(
         text = read_text_argument(description, "description")
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
+        tracing.setup_tracing(CLI_SERVICE_NAME)  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
         with ledger_session() as ledger:
             dispatch = Dispatcher(ledger, ledger.url) if enqueue and ledger.url else None
             try:
-                item = submit_work(
-                    ledger,
-                    dispatch,
-                    type_,
-                    text,
-                    payload=data,
-                    priority=priority,
-                    team=team,
-                    role=role,
-                    points=points,
-                    workflow=workflow,
-                    claim_for=claim_for,
-                )
+                with tracing.submit_span():  # the item's trace starts here; its first send is in it
+                    item = submit_work(
+                        ledger,
+                        dispatch,
+                        type_,
+                        text,
+                        payload=data,
+                        priority=priority,
+                        team=team,
+                        role=role,
+                        points=points,
+                        workflow=workflow,
+                        claim_for=claim_for,
+                    )
             finally:
                 if dispatch is not None:
                     dispatch.close()
+                tracing.flush()
         verb = "submitted and claimed" if claim else "submitted"
         _show_item(item, as_json, f"{verb} {item.id}")
 

@@ -242,6 +242,10 @@ local function hand_off(parent_ik, parent_id, child_id, role, stage, loops, now)
   if p[9] then -- a handoff outside a workflow (Ledger.complete with a Handoff) has none
     redis.call('HSET', cik, 'workflow', p[9])
   end
+  local traceparent = redis.call('HGET', parent_ik, 'traceparent') -- the trace's submit span
+  if traceparent then
+    redis.call('HSET', cik, 'traceparent', traceparent)
+  end
   move(child_id, nil, 'pending', now)
   make_ready(cik, child_id, now)
   redis.call('HSET', parent_ik, 'next_id', child_id)
