@@ -119,7 +119,8 @@ def install_handler(
     """Makes the root logger's one swarm handler (replacing an earlier one) render every line.
 
     ``stream`` gives the stream to write to at each line (default: the current ``sys.stderr``);
-    ``logfile`` writes to a file instead. Celery's loggers propagate to it.
+    ``logfile`` writes to a file instead. Celery's loggers propagate to it, and Python's
+    warnings are logged (``py.warnings``).
     """
     handler: logging.Handler
     if logfile:
@@ -140,6 +141,7 @@ def install_handler(
         old.close()
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    logging.captureWarnings(True)  # Python warnings become log lines too
     for name in ("celery", "celery.task", "celery.redirected"):
         logger = logging.getLogger(name)
         logger.handlers = []
