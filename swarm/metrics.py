@@ -37,7 +37,7 @@ collector). Exposed names:
   (histograms)
 - ``swarm_team_velocity_points{team}``, ``swarm_iteration_info{pi,iteration}``,
   ``swarm_agents_active{role}``, ``swarm_queue_depth{role}``, ``swarm_items{status}``,
-  ``swarm_leases_expired``, ``swarm_items_dead``, ``swarm_beat_last_tick_timestamp_seconds``,
+  ``swarm_expired_leases``, ``swarm_dead_items``, ``swarm_beat_last_tick_timestamp_seconds``,
   ``swarm_ledger_up`` (gauges)
 """
 
@@ -321,11 +321,11 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         items.add_metric([status.value], n)
     yield items
     yield GaugeMetricFamily(
-        "swarm_leases_expired",
+        "swarm_expired_leases",
         "Held items whose lease has run out (the reaper has not returned them yet).",
         value=snap.expired_leases,
     )
-    yield GaugeMetricFamily("swarm_items_dead", "Items that used up their attempts.",
+    yield GaugeMetricFamily("swarm_dead_items", "Items that used up their attempts.",
                             value=snap.status_counts[Status.DEAD])  # fmt: skip
     if snap.beat_tick_ms is not None:
         yield GaugeMetricFamily(

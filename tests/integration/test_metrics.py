@@ -162,12 +162,12 @@ def _assert_gauges(samples: Samples, ledger: Ledger, items: list[WorkItem], agen
     counts = ledger.counts()
     for status in Status:
         assert samples[("swarm_items", (("status", status.value),))] == counts[status]
-    assert samples[("swarm_items_dead", ())] == counts[Status.DEAD] == 1
+    assert samples[("swarm_dead_items", ())] == counts[Status.DEAD] == 1
     for role in Role:
         pending = len(ledger.list(Status.PENDING, role=role, limit=1000))
         assert samples[("swarm_queue_depth", (("role", role.value),))] == pending
     assert samples[("swarm_queue_depth", (("role", "qa"),))] == 2
-    assert samples[("swarm_leases_expired", ())] == 1
+    assert samples[("swarm_expired_leases", ())] == 1
     live_developers = sum(1 for a in agents_now if a.role is Role.DEVELOPER and a.status.value != "offline")
     assert live_developers >= 1
     assert samples[("swarm_agents_active", (("role", "developer"),))] == live_developers

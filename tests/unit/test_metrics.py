@@ -235,8 +235,8 @@ def test_the_exposition_reports_what_the_hash_and_registries_hold(fake_ledger: L
     assert samples[("swarm_queue_depth", (("role", "developer"),))] == 1
     assert samples[("swarm_agents_active", (("role", "qa"),))] == 2
     assert samples[("swarm_items", (("status", "claimed"),))] == 1
-    assert samples[("swarm_items_dead", ())] == 0
-    assert samples[("swarm_leases_expired", ())] == 0
+    assert samples[("swarm_dead_items", ())] == 0
+    assert samples[("swarm_expired_leases", ())] == 0
     assert samples[("swarm_ledger_up", ())] == 1
     assert samples[("swarm_team_velocity_points", (("team", "blue"),))] == 5
     assert samples[("swarm_iteration_info", (("iteration", "1"), ("pi", "1")))] > 0
