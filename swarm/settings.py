@@ -93,7 +93,6 @@ class Settings(BaseSettings):
     improve_budget_usd: float = Field(default=1.0, ge=0)  # the advisor's spend per cycle
     # Observability (SPEC §10).
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: JSON unless stderr is a TTY
-    log_level: str = "INFO"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: str | None = None  # "user:password[,user2:password2]"; unset: loopback only
     metrics_port: int = Field(default=9808, ge=1, le=65535)  # `swarm metrics --serve`

@@ -125,6 +125,10 @@ def up(
                 with fleet:
                     names = ", ".join(c.name for c in fleet.children)
                     out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
+                    if target.embedded:  # other commands reach this swarm only through its URL
+                        out.print(
+                            f"other shells: export REDIS_URL={target.url}  (then swarm status, health, ...)"
+                        )
                     if flower:
                         out.print(f"Flower: http://127.0.0.1:{port}/")
                     wait_for_exit(fleet)
