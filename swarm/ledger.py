@@ -385,6 +385,14 @@ class Ledger(LedgerQueries):
         reply = self._call("register_agent", agent, *fields)
         return codec.agent_from_hash(codec.pairs(reply[1]))
 
+    def agents_seen(self, agent_ids: list[str]) -> int:
+        """Renews the last heartbeat of live agents that hold nothing (an idle worker's), so that
+        status and health see them alive; returns how many were renewed."""
+        if not agent_ids:
+            return 0
+        checked = [validation.agent_id(a) for a in agent_ids]
+        return int(self._call("agent_seen", *checked)[1])
+
     def mark_agent(self, agent_id: str, status: AgentStatus) -> None:
         """Sets an agent's liveness status (e.g. ``offline`` when its worker shuts down)."""
         key = self.keys.agent(validation.agent_id(agent_id))

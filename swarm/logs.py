@@ -48,9 +48,14 @@ _SHARED: list[Processor] = [
 def resolve_format(setting: str | None = None, stream: IO[str] | None = None) -> Format:
     """``json`` or ``console`` for ``setting`` (default: the ``log_format`` setting)."""
     if setting is None:
+        from pydantic import ValidationError  # noqa: PLC0415
+
         from swarm.settings import get_settings  # noqa: PLC0415 - settings import logging users
 
-        setting = get_settings().log_format
+        try:
+            setting = get_settings().log_format
+        except ValidationError:  # a bad setting: the command that reads it reports it clearly
+            setting = "auto"
     if setting in ("json", "console"):
         return "json" if setting == "json" else "console"
     target = stream if stream is not None else sys.stderr

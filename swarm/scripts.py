@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "dispatch_due",
     "dispatched",
     "reprioritise",
+    "agent_seen",
 )
 
 

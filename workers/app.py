@@ -126,6 +126,11 @@ def _process_agent(pid: int, role: Role, node: str) -> str:
         return _agents[(pid, role)]
 
 
+def _agents_of(pid: int) -> list[str]:
+    with _agents_lock:
+        return [agent_id for (owner, _role), agent_id in _agents.items() if owner == pid]
+
+
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _agents_offline(**_: Any) -> None:
@@ -188,9 +193,12 @@ _grace: list[GraceTimer] = []
 
 
 @worker_ready.connect
-def _start_upkeep(**_: Any) -> None:
-    ledger = _process_ledger(os.getpid())  # thread-safe: one pool per process
-    upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch))
+def _start_upkeep(sender: Any = None, **_: Any) -> None:
+    pid = os.getpid()
+    ledger = _process_ledger(pid)  # thread-safe: one pool per process
+    if settings.worker_role is not None:  # registered now, so an idle worker shows up as alive
+        _process_agent(pid, settings.worker_role, str(getattr(sender, "hostname", "") or ""))
+    upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch), lambda: _agents_of(pid))
     upkeep.start()
     _upkeep.append(upkeep)
 

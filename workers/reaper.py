@@ -11,6 +11,7 @@ must start on time and beat does not tick that often.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -48,11 +49,14 @@ def sweep(ledger: Ledger, send: Send) -> int:
 
 
 class UpkeepThread:
-    """Sweeps the outbox every ``SWEEP_INTERVAL_S``."""
+    """Sweeps the outbox every ``SWEEP_INTERVAL_S``, and renews this process's agents'
+    heartbeats (``agents()``) every third of a lease, so that an idle worker reads as alive."""
 
-    def __init__(self, ledger: Ledger, send: Send) -> None:
+    def __init__(self, ledger: Ledger, send: Send, agents: Callable[[], list[str]] = list) -> None:
         self.ledger = ledger
         self.send = send
+        self.agents = agents
+        self._seen_every = ledger.settings.lease_seconds / 3
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="swarm-upkeep", daemon=True)
 
@@ -65,8 +69,12 @@ class UpkeepThread:
             self._thread.join(timeout=self.ledger.settings.socket_timeout + 5)
 
     def _run(self) -> None:
+        next_seen = 0.0
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
+                if time.monotonic() >= next_seen:
+                    next_seen = time.monotonic() + self._seen_every
+                    self.ledger.agents_seen(self.agents())
                 sweep(self.ledger, self.send)
             except SwarmError as exc:  # Redis down: try again next time
                 log.warning("upkeep_failed", reason=str(exc))

@@ -230,3 +230,18 @@ def test_list_never_scans_the_keyspace(settings: Settings) -> None:
     ledger.list("pending", role="developer", team="blue")
     ledger.counts()
     assert not {"KEYS", "SCAN"} & set(client.commands)
+
+
+def test_agents_seen_renews_live_agents_only(fake_ledger: Ledger) -> None:
+    fake_ledger.register_agent("agent_idle", role="qa")
+    fake_ledger.register_agent("agent_gone", role="qa")
+    fake_ledger.mark_agent("agent_gone", AgentStatus.OFFLINE)
+    old = 1_000  # ms: long ago
+    fake_ledger.client.zadd(fake_ledger.keys.agents, {"agent_idle": old, "agent_gone": old})
+    assert fake_ledger.agents_seen(["agent_idle", "agent_gone", "agent_never"]) == 1
+    scores = dict(fake_ledger.client.zrange(fake_ledger.keys.agents, 0, -1, withscores=True))
+    assert scores["agent_idle"] > old
+    assert scores["agent_gone"] == old
+    assert "agent_never" not in scores
+    assert fake_ledger.agent("agent_idle").status is AgentStatus.IDLE, "its status is left alone"
+    assert fake_ledger.agents_seen([]) == 0
