@@ -77,6 +77,13 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         self._record_tick()
         return remaining
 
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        try:  # the calendar starts when the swarm first runs, not at the first ceremony's tick
+            Calendar.load(self.ledger)
+        except SwarmError as exc:
+            log.warning("calendar_not_started", reason=str(exc))
+
     def _restore_schedule(self) -> None:
         """A Redis that lost its data (no persistence) lost RedBeat's entries too: store them again,
         or beat would tick on with nothing to send (no reaper, no ceremonies)."""

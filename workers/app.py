@@ -42,6 +42,7 @@ from celery.signals import (
 )
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from ceremonies.calendar import Calendar
 from ceremonies.tasks import register as register_leader_tasks
 from swarm import tracing
 from swarm.celery_app import EXECUTE_TASK, create_app
@@ -196,6 +197,8 @@ _grace: list[GraceTimer] = []
 def _start_upkeep(sender: Any = None, **_: Any) -> None:
     pid = os.getpid()
     ledger = _process_ledger(pid)  # thread-safe: one pool per process
+    with contextlib.suppress(SwarmError):  # the calendar starts when the swarm first runs
+        Calendar.load(ledger)
     if settings.worker_role is not None:  # registered now, so an idle worker shows up as alive
         _process_agent(pid, settings.worker_role, str(getattr(sender, "hostname", "") or ""))
     upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch), lambda: _agents_of(pid))
