@@ -63,8 +63,13 @@ def test_up_runs_every_role_and_ctrl_c_stops_them_all(redis_url: str, prefix: st
     with swarm_up(redis_url, prefix, log) as up:
         items = [client.submit("feature", f"for {role}", role=role) for role in ("pm", "qa", "devops")]
         wait_until(lambda: all(client.get(i.id).status is Status.COMPLETED for i in items), "every role")
-        workers = {a.node.split("@")[0]: a.pid for a in client.ledger.agents()}
-        assert set(workers) == {"pm", "qa", "devops"}, "each role ran in its own role-named worker"
+        agents = {a.id: a for a in client.ledger.agents()}
+        workers = {a.node.split("@")[0]: a.pid for a in agents.values()}
+        assert set(workers) == {"pm", "architect", "developer", "qa", "devops"}, "a worker per role"
+        ran_on = {client.get(i.id).role.value: agents[client.get(i.id).agent_id or ""].node for i in items}
+        assert all(node.startswith(f"{role}@") for role, node in ran_on.items()), (
+            f"each role ran in its own role-named worker: {ran_on}"
+        )
         up.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert up.wait(timeout=60) == 0, log.read_text(errors="replace")
     pids = [pid for pid in workers.values() if pid is not None]
