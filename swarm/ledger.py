@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -15,40 +14,12 @@ from swarm.ids import new_work_id
 from swarm.keys import Keys
 from swarm.models import Agent, AgentStatus, Priority, Role, Status, WorkItem
 from swarm.queries import LedgerQueries
+from swarm.routing import Dispatch, Handoff
 from swarm.scripts import Scripts
 from swarm.settings import Settings, get_settings
 
 REAP_BATCH = 500  # expired leases handled per reaper pass; the rest wait for the next pass
 DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """What sending an item's queue message needs; ``fence`` is the item's when it was read.
-
-    ``traceparent`` is the item's (the span that submitted its work, when tracing was on): the
-    message is sent in that trace (``swarm.tracing.item_context``).
-    """
-
-    work_id: str
-    type: str
-    role: Role
-    priority: Priority
-    fence: int | None = None
-    traceparent: str | None = None
-
-    @classmethod
-    def of(cls, item: WorkItem) -> Dispatch:
-        return cls(item.id, item.type, item.role, item.priority, item.fence, item.traceparent)
-
-
-@dataclass(frozen=True)
-class Handoff:
-    """Where a completed workflow stage goes next."""
-
-    role: Role | str
-    stage: str
-    loops: int = 0
 
 
 class Ledger(LedgerQueries):
@@ -399,4 +370,4 @@ class Ledger(LedgerQueries):
         self._read(self.client.hset, key, "status", AgentStatus(status).value)
 
 
-__all__ = ["Ledger", "SwarmError"]
+__all__ = ["Dispatch", "Handoff", "Ledger", "SwarmError"]
