@@ -75,20 +75,19 @@ class Swarm:
         ``workflow`` (from ``config/workflows.toml``) starts it at the workflow's first stage.
         With tracing on, the item's trace starts in a ``swarm.submit`` span around both.
         """
-        with tracing.submit_span():
-            return submit_work(
-                self.ledger,
-                self.dispatch if enqueue else None,
-                type,
-                description,
-                payload=payload,
-                role=role,
-                team=team,
-                priority=priority,
-                points=points,
-                workflow=workflow,
-                claim_for=self.agent_id if claim else None,
-            )
+        return submit_work(
+            self.ledger,
+            self.dispatch if enqueue else None,
+            type,
+            description,
+            payload=payload,
+            role=role,
+            team=team,
+            priority=priority,
+            points=points,
+            workflow=workflow,
+            claim_for=self.agent_id if claim else None,
+        )
 
     def claim(self, work_id: str) -> WorkItem:
         return self.ledger.claim(work_id, self.agent_id)

@@ -67,20 +67,19 @@ def submit(
         with ledger_session() as ledger:
             dispatch = Dispatcher(ledger, ledger.url) if enqueue and ledger.url else None
             try:
-                with tracing.submit_span():  # the item's trace starts here; its first send is in it
-                    item = submit_work(
-                        ledger,
-                        dispatch,
-                        type_,
-                        text,
-                        payload=data,
-                        priority=priority,
-                        team=team,
-                        role=role,
-                        points=points,
-                        workflow=workflow,
-                        claim_for=claim_for,
-                    )
+                item = submit_work(  # the item's trace starts there; its first send is in it
+                    ledger,
+                    dispatch,
+                    type_,
+                    text,
+                    payload=data,
+                    priority=priority,
+                    team=team,
+                    role=role,
+                    points=points,
+                    workflow=workflow,
+                    claim_for=claim_for,
+                )
             finally:
                 if dispatch is not None:
                     dispatch.close()
