@@ -87,10 +87,6 @@ class Calendar:
     # -- placing instants -------------------------------------------------------------------
 
     @property
-    def pi_seconds(self) -> float:
-        return self.iteration_seconds * self.iterations_per_pi
-
-    @property
     def syncs_per_iteration(self) -> int:
         return max(1, math.ceil(self.iteration_seconds / self.sync_every_seconds - 1e-9))
 
@@ -191,11 +187,7 @@ class Calendar:
 
     def parse(self, key: str) -> Period:
         """The period a key such as ``PI3``, ``PI3.I2`` or ``PI3.I2.S4`` names."""
-        match = _PERIOD_KEY.match(key.strip().upper())
-        if match is None:
-            raise BadInput(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
-        pi, iteration, slot = (int(g) if g else None for g in match.groups())
-        assert pi is not None
+        pi, iteration, slot = period_numbers(key)
         if iteration is None:
             return self.pi(pi)
         if slot is None:
@@ -203,7 +195,25 @@ class Calendar:
         return self.sync(pi, iteration, slot)
 
 
-_PERIOD_KEY = re.compile(r"^PI(\d+)(?:\.I(\d+)(?:\.S(\d+))?)?$")
+_PERIOD_KEY = re.compile(r"^PI([1-9]\d*)(?:\.I([1-9]\d*)(?:\.S([1-9]\d*))?)?$")
+
+
+def period_numbers(key: str) -> tuple[int, int | None, int | None]:
+    """The PI, iteration and slot numbers a period key names (any case, numbers from 1); checks
+    the syntax only, so it needs no calendar: whether the iteration or slot exists is ``parse``'s."""
+    match = _PERIOD_KEY.match(key.strip().upper())
+    if match is None:
+        raise BadInput(f"not a period: {key!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
+    pi, iteration, slot = (int(g) if g else None for g in match.groups())
+    assert pi is not None
+    return pi, iteration, slot
+
+
+def period_key(key: str) -> str:
+    """The canonical spelling of a period key, e.g. ``pi3.i2`` -> ``PI3.I2``."""
+    pi, iteration, slot = period_numbers(key)
+    parts = [f"PI{pi}", *([f"I{iteration}"] if iteration else []), *([f"S{slot}"] if slot else [])]
+    return ".".join(parts)
 
 
 def epoch_of(ledger: Ledger) -> datetime:

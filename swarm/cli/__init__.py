@@ -61,6 +61,12 @@ app.command()(metrics.metrics)
 app.command()(improve.improve)
 
 
+@app.callback()
+def _logging() -> None:
+    """Before any command: structlog through stdlib logging, so log lines never reach stdout
+    (which ``--json`` keeps for its one object) and warnings go to stderr."""
+    configure_logging()
+
+
 def main() -> None:
-    configure_logging()  # structlog through stdlib logging: nothing on stdout, warnings on stderr
     app()

@@ -7,7 +7,6 @@ it is shown as stored, and if another process is writing it this command waits f
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,25 +14,16 @@ from pathlib import Path
 import typer
 
 from ceremonies import render, store
-from ceremonies.calendar import Calendar
+from ceremonies.calendar import Calendar, period_key
 from ceremonies.registry import Ceremony
 from ceremonies.registry import ceremony as find_ceremony
 from ceremonies.report import CeremonyReport
 from swarm.cli.runtime import JSON_OPTION, err, ledger_session, out, print_model, run
 from swarm.errors import BadInput, NotFound, SwarmError
 from swarm.ledger import Ledger
-from swarm.logs import configure_logging
 
 WAIT_FOR_WRITER_S = 10.0  # how long --now waits for a report another process is writing
 POLL_S = 0.1
-_PERIOD = re.compile(r"^PI[1-9]\d*(\.I[1-9]\d*(\.S[1-9]\d*)?)?$")
-
-
-def _period_key(text: str) -> str:
-    key = text.strip().upper()
-    if not _PERIOD.match(key):
-        raise BadInput(f"not a period: {text!r} (e.g. PI3, PI3.I2, PI3.I2.S1)")
-    return key
 
 
 def stored(chosen: Ceremony, ledger: Ledger, period: str | None) -> CeremonyReport:
@@ -44,7 +34,7 @@ def stored(chosen: Ceremony, ledger: Ledger, period: str | None) -> CeremonyRepo
         if report is None:
             raise NotFound(f"no {chosen.title} report is stored yet; {hint}")
         return report
-    key = _period_key(period)
+    key = period_key(period)  # syntax only: reading stores no calendar epoch
     report = store.load(chosen, ledger, key)
     if report is None:
         known = ", ".join(store.periods(chosen, ledger)) or "none"
@@ -104,7 +94,6 @@ def ceremony(
     """Show a ceremony's stored report (the latest by default), or run it now with --now."""
 
     def body() -> None:
-        configure_logging()  # the store's log lines go to logging (stderr), never into --json's stdout
         chosen = find_ceremony(name)
         if now and period is not None:
             raise BadInput("--now runs the due period; --period shows a stored one: use one of them")

@@ -18,7 +18,6 @@ from ceremonies.improve.cycle import Cycle, past_cycles, run_cycle
 from ceremonies.improve.deploy import Deployment
 from swarm.celery_app import create_app
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run
-from swarm.logs import configure_logging
 
 LISTED_CYCLES = 10  # past cycles listed after a run (and by --list)
 OUTCOME_STYLE = {
@@ -35,7 +34,6 @@ def improve(
     """Run one self-improvement cycle now and print it, then list past cycles."""
 
     def body() -> None:
-        configure_logging()  # the cycle's log lines go to logging (stderr), never into --json's stdout
         with ledger_session() as ledger:
             if list_only:
                 cycles = past_cycles(ledger, LISTED_CYCLES)
