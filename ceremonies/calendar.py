@@ -220,10 +220,13 @@ def epoch_of(ledger: Ledger) -> datetime:
     """``calendar_start``, or the epoch stored in the ledger (stored now if there is none)."""
     if ledger.settings.calendar_start is not None:
         return _utc(ledger.settings.calendar_start)
-    now = ledger.server_time().isoformat()
-    # SET NX GET: one round trip; returns the stored epoch, or None when this call stored it.
-    stored = ledger.read(ledger.client.set, ledger.keys.calendar_epoch, now, nx=True, get=True)
-    return _utc(datetime.fromisoformat(stored if stored is not None else now))
+    key = ledger.keys.calendar_epoch
+    stored: str | None = ledger.read(ledger.client.get, key)  # one round trip once it is set
+    if stored is None:
+        now = ledger.server_time().isoformat()
+        # SET NX GET: returns the epoch a concurrent first user stored, or None when this one did.
+        stored = ledger.read(ledger.client.set, key, now, nx=True, get=True) or now
+    return _utc(datetime.fromisoformat(stored))
 
 
 def _utc(at: datetime) -> datetime:
