@@ -36,6 +36,8 @@ from ceremonies.improve.vocabulary import (
     Source,
     action_role,
 )
+from ceremonies.report import Filing
+from ceremonies.store import file_item
 from swarm.errors import NotFound, SwarmError
 from swarm.ids import new_work_id
 from swarm.ledger import Ledger
@@ -144,7 +146,7 @@ def execute(deployment: Deployment, discovery: Discovery, ledger: Ledger, app: C
         elif isinstance(action, Reprioritise):
             after["priority"] = ledger.reprioritise(action.work_id, action.priority).priority.value
         else:
-            after["work_id"] = _file(action, ledger, deployment.before["work_id"]).id
+            after["work_id"] = _file(action, ledger, deployment.before["work_id"])
     except SwarmError as exc:
         error = f"{type(exc).__name__}: {exc}"
     log.info("deployed", action=action.describe(), ok=not error, error=error or None)
@@ -174,19 +176,21 @@ def _rate(action: SetRateLimit, discovery: Discovery, app: Celery, after: dict[s
     return "; ".join(problems.values())
 
 
-def _file(action: FileWorkItem, ledger: Ledger, work_id: str) -> Any:
-    """Files the item into the backlog, undispatched: it waits for planning, never for an executor."""
-    return ledger.submit(
-        action.type,
-        action.description,
+def _file(action: FileWorkItem, ledger: Ledger, work_id: str) -> str:
+    """Files the item into the backlog under its planned id, as ceremonies file theirs: undispatched
+    (it waits for planning, never for an executor), and once, even if a crashed cycle filed it."""
+    filing = Filing(
+        work_id=work_id,
+        type=action.type,
+        description=action.description,
         role=action.role,
         team=action.team,
         priority=action.priority,
         points=action.points,
         payload={"filed_by": "improve", "evidence": action.evidence, "reason": action.reason},
-        dispatch=False,
-        work_id=work_id,
     )
+    file_item(ledger, filing)
+    return work_id
 
 
 def rollback(deployment: Deployment, ledger: Ledger, app: Celery) -> tuple[bool, str]:
