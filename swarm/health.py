@@ -13,6 +13,8 @@
 - ``leases``: no lease has been expired for longer than the reaper interval plus one beat
   sleep (``beat_max_interval``, the most a reaper pass can be late).
 - ``dead``: every dead item has been acknowledged (``swarm health --ack-dead``).
+- ``dead_letters``: no broker message was dead-lettered (``swarm/deadletters.py``) since the last
+  acknowledgement (``deadletters.acknowledge``).
 
 Exit codes: ``EXIT_HEALTHY`` (0), ``EXIT_UNHEALTHY`` (1) when a check fails, and
 ``EXIT_UNREACHABLE`` (7, as ``RedisUnavailable``) when Redis does not answer.
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from swarm import deadletters
 from swarm.connection import client_url, redact
 from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ledger import Ledger
@@ -164,6 +167,20 @@ def _check_dead(ledger: Ledger) -> Check:
     )
 
 
+def _check_dead_letters(ledger: Ledger) -> Check:
+    count = deadletters.unacknowledged(ledger)
+    if not count:
+        return Check(name="dead_letters", ok=True, reason="no unacknowledged dead-lettered messages")
+    newest = deadletters.recent(ledger, 1)
+    why = f"; newest: {newest[0]['reason']}: {newest[0]['detail']}" if newest else ""
+    return Check(
+        name="dead_letters",
+        ok=False,
+        reason=f"{count} broker message(s) dead-lettered since the last acknowledgement{why} "
+        f"(kept in {ledger.keys.dead_letters})",
+    )
+
+
 def _check_consuming(ledger: Ledger, now_ms: int) -> list[Check]:
     keys, s = ledger.keys, ledger.settings
     within_ms = s.health_consuming_within * 1000
@@ -273,6 +290,7 @@ def check_health(ledger: Ledger) -> HealthReport:
         checks.append(_check_beat(ledger, now_ms))
         checks.append(_check_leases(ledger, now_ms))
         checks.append(_check_dead(ledger))
+        checks.append(_check_dead_letters(ledger))
     except RedisUnavailable as exc:
         checks[0] = Check(name="redis", ok=False, reason=f"Redis at {url} stopped answering: {exc}")
         return HealthReport(

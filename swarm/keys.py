@@ -186,3 +186,17 @@ class Keys:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
         and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""
         return f"{self.tag}:claude:{work_id}"
+
+    # -- dead-lettered broker messages (not script keys) ----------------------------------------
+
+    @property
+    def dead_letters(self) -> str:
+        """List: the newest dead-lettered broker messages (JSON: reason, detail, queue, the raw
+        message), newest first, capped (``swarm/deadletters.py``)."""
+        return f"{self.tag}:deadletters"
+
+    @property
+    def health_dead_letters_ack(self) -> str:
+        """Hash: the dead letters an operator acknowledged: ``count`` (the running total then) and
+        ``at`` (ms). ``swarm health`` reports the ones recorded since."""
+        return f"{self.tag}:health:deadletters_ack"

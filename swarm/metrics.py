@@ -17,6 +17,8 @@ bound in microseconds, or ``inf``):
                                                    claimed_at) fell in that bucket
 ``duration_sum_us:<role>:<outcome>``               their sum, microseconds
 ``last_claim_ms:<role>``                           the role's last claim (``swarm health``)
+``dead_letters:<reason>``                          broker messages dead-lettered by a worker
+                                                   (``swarm/deadletters.py``; HINCRBY 1)
 =================================================  ===========================================
 
 Each operation adds one to exactly one bucket, so the hot path stays O(1); the collector makes
@@ -32,7 +34,7 @@ A scrape is two pipelined round trips (plus one read of the calendar's epoch, on
 collector). Exposed names:
 
 - ``swarm_items_claimed_total{role,team}``, ``swarm_items_completed_total{role,team}``,
-  ``swarm_items_failed_total{role,team}`` (counters)
+  ``swarm_items_failed_total{role,team}``, ``swarm_dead_letters_total{reason}`` (counters)
 - ``swarm_work_duration_seconds{role,outcome}``, ``swarm_claim_latency_seconds{role}``
   (histograms)
 - ``swarm_team_velocity_points{team}``, ``swarm_iteration_info{pi,iteration}``,
@@ -115,6 +117,7 @@ class LedgerCounters:
     claim_latency: dict[str, Histogram] = field(default_factory=dict)  # role ->
     duration: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (role, outcome) ->
     last_claim_ms: dict[str, int] = field(default_factory=dict)  # role -> ms
+    dead_letters: dict[str, int] = field(default_factory=dict)  # reason -> n
 
     @classmethod
     def parse(cls, fields: Mapping[str, str]) -> LedgerCounters:
@@ -138,6 +141,8 @@ class LedgerCounters:
                 parsed._duration(role, outcome).sum_us = _to_int(value)
             elif kind == "last_claim_ms":
                 parsed.last_claim_ms[rest] = _to_int(value)
+            elif kind == "dead_letters":
+                parsed.dead_letters[rest] = _to_int(value)
         return parsed
 
     def _latency(self, role: str) -> Histogram:
@@ -272,6 +277,14 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         for (role, team), n in sorted(snap.counters.counters[name].items()):
             family.add_metric([role, team], n)
         yield family
+    dead_letters = CounterMetricFamily(
+        "swarm_dead_letters",
+        "Broker messages that were no well-formed swarm task call, acked and set aside, by reason.",
+        labels=["reason"],
+    )
+    for reason, n in sorted(snap.counters.dead_letters.items()):
+        dead_letters.add_metric([reason], n)
+    yield dead_letters
 
     duration = HistogramMetricFamily(
         "swarm_work_duration_seconds",

@@ -75,6 +75,7 @@ class EventKind(StrEnum):
     DEAD = "dead"
     REPRIORITISED = "reprioritised"
     AGENT_REGISTERED = "agent_registered"
+    DEAD_LETTERED = "dead_lettered"  # a broker message that was no task call: acked and kept aside
 
 
 class WorkItem(BaseModel):

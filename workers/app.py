@@ -55,6 +55,7 @@ from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from workers.dispatch import send
 from workers.execute import execute
+from workers.guard import install as install_poison_guard
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import UpkeepThread
 from workers.shutdown import GraceTimer
@@ -68,6 +69,7 @@ configure_logging()
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
+install_poison_guard(app, lambda: Ledger.from_url(broker_url, settings))  # workers/guard.py
 import_handler_modules(settings.handler_module_names)
 workflows = load_workflows(settings.workflows_file)
 setup_logging.connect(celery_setup_logging, weak=False)

@@ -1,0 +1,198 @@
+"""Poison messages are dead-lettered, not fatal (issue 10, item 4).
+
+A corpus of messages that are no well-formed swarm task call is published raw onto the queues of
+a real prefork worker and a real threads worker (``kombu.Producer.publish``, outside Celery's
+``send_task``). Each one must be acknowledged (its queue and kombu's ``unacked`` hash end empty),
+recorded exactly once (one ``dead_lettered`` event, one copy in the capped list, one count in the
+metrics hash), the worker process must stay alive, and a valid item sent after the corpus must
+complete. The test runs its own ``redis-server``, so that ``unacked`` (a server-wide kombu key)
+holds only this test's messages.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection
+
+from swarm import Settings, Status, Swarm, deadletters
+from swarm.celery_app import EXECUTE_TASK, queue_name
+from swarm.health import check_health
+from swarm.ledger import Ledger
+from swarm.metrics import exposition
+from swarm.models import EventKind, Priority
+
+from .polling import wait_until
+from .workers_harness import EVENTS_READ, private_redis, running_worker
+
+pytestmark = pytest.mark.integration
+
+WORKERS = {"developer": "prefork", "qa": "threads"}  # role -> pool
+DEADLINE_S = 90.0  # the whole corpus through two workers on a loaded 2-core machine
+UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, unacknowledged messages
+JSON = "application/json"
+UNKNOWN_WORK_ID = "work_0000000000000000001_000000000000"
+
+
+def _headers(task: str = EXECUTE_TASK, **override: Any) -> dict[str, Any]:
+    """Protocol-2 headers as Celery's ``send_task`` writes them."""
+    task_id = str(uuid.uuid4())
+    headers: dict[str, Any] = {
+        "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+        "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
+        "root_id": task_id, "parent_id": None, "argsrepr": "()", "kwargsrepr": "{}",
+        "origin": "poison-test", "ignore_result": True,
+    }  # fmt: skip
+    headers.update(override)
+    return {k: v for k, v in headers.items() if v is not _MISSING}
+
+
+_MISSING = object()
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def _call(args: Any, kwargs: Any = None, embed: Any = None) -> bytes:
+    return json.dumps([args, {} if kwargs is None else kwargs, _EMBED if embed is None else embed]).encode()
+
+
+def corpus(role: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, publish kwargs) of every poison message; each is dead-lettered exactly once."""
+    good_args = [UNKNOWN_WORK_ID, "feature", role]
+    yield "a JSON string body", {"body": b'"hello"', "headers": _headers()}
+    yield "a null body", {"body": b"null", "headers": _headers()}
+    yield "a one-key object body", {"body": b'{"args": 1}', "headers": _headers()}
+    yield "a two-element body", {"body": json.dumps([good_args, {}]).encode(), "headers": _headers()}
+    yield "[1,2,3] body (first)", {"body": b"[1,2,3]", "headers": _headers()}
+    yield "[1,2,3] body (second)", {"body": b"[1,2,3]", "headers": _headers()}
+    yield "a task header that is a list", {"body": _call(good_args), "headers": _headers(task=[EXECUTE_TASK])}
+    yield "an id header that is a list", {"body": _call(good_args), "headers": _headers(id=["x", "y"])}
+    yield "a garbage timelimit", {"body": _call(good_args), "headers": _headers(timelimit="garbage")}
+    yield "a three-element timelimit", {"body": _call(good_args), "headers": _headers(timelimit=[1, 2, 3])}
+    yield "a garbage eta", {"body": _call(good_args), "headers": _headers(eta="tomorrow")}
+    yield "a string retries", {"body": _call(good_args), "headers": _headers(retries="many")}
+    yield "no headers at all", {"body": _call(good_args), "headers": {}}
+    yield "no id header", {"body": _call(good_args), "headers": _headers(id=_MISSING)}
+    yield "non-JSON bytes", {"body": b"\xff\xfe\x00 not json {", "headers": _headers()}
+    yield (
+        "pickle",
+        {
+            "body": pickle.dumps(([UNKNOWN_WORK_ID, "feature", role], {}, _EMBED)),
+            "headers": _headers(),
+            "content_type": "application/x-python-serialize",
+            "content_encoding": "binary",
+        },
+    )
+    yield "a huge body", {"body": _call([*good_args[:2], role + " " * 2_000_000]), "headers": _headers()}
+    yield "two args", {"body": _call(good_args[:2]), "headers": _headers()}
+    yield "four args", {"body": _call([*good_args, "extra"]), "headers": _headers()}
+    yield "args of wrong types", {"body": _call([1, 2, 3]), "headers": _headers()}
+    yield "args not a list", {"body": _call("work"), "headers": _headers()}
+    yield "a malformed work id", {"body": _call(["work_x", "feature", role]), "headers": _headers()}
+    yield "an unknown role", {"body": _call([UNKNOWN_WORK_ID, "feature", "wizard"]), "headers": _headers()}
+    yield "kwargs", {"body": _call(good_args, {"extra": 1}), "headers": _headers()}
+    yield (
+        "a callback",
+        {"body": _call(good_args, embed={"callbacks": [{"task": "x"}]}), "headers": _headers()},
+    )
+    yield "an unknown task", {"body": _call([]), "headers": _headers(task="os.system")}
+    yield "a reap with arguments", {"body": _call(["now"]), "headers": _headers(task="swarm.reap")}
+    yield "an unknown work id", {"body": _call(good_args), "headers": _headers()}
+
+
+def _publish(url: str, queue: str, messages: list[dict[str, Any]]) -> None:
+    with Connection(url) as conn:
+        producer = conn.Producer()
+        for message in messages:
+            producer.publish(
+                message["body"],
+                exchange=queue,
+                routing_key=queue,
+                headers=message["headers"],
+                content_type=message.get("content_type", JSON),
+                content_encoding=message.get("content_encoding", "utf-8"),
+            )
+
+
+def _kept_per_queue(ledger: Ledger) -> Counter[str | None]:
+    return Counter(letter["queue"] for letter in deadletters.recent(ledger, deadletters.KEPT))
+
+
+def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix: str, tmp_path: Path) -> None:
+    settings = Settings(key_prefix=prefix, redis_url=None)
+    logs = {role: tmp_path / f"{role}.log" for role in WORKERS}
+    queues = {role: queue_name(settings, role, Priority.MEDIUM) for role in WORKERS}
+    sent = {role: list(corpus(role)) for role in WORKERS}
+    expected = sum(len(messages) for messages in sent.values())
+    with private_redis(tmp_path) as server:
+
+        def worker(role: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+            return running_worker(server.url, prefix, role, logs[role], "-P", WORKERS[role], "-c", "2")
+
+        with worker("developer") as dev, worker("qa") as qa:
+            workers = {"developer": dev, "qa": qa}
+            client = Swarm(server.url, agent_id="pm-1", settings=settings)
+            raw = redis.Redis.from_url(server.url)
+            for role, messages in sent.items():
+                _publish(server.url, queues[role], [kwargs for _, kwargs in messages])
+
+            def settled() -> bool:
+                drained = all(raw.llen(q) == 0 for q in queues.values()) and raw.hlen(UNACKED_KEY) == 0
+                return drained and deadletters.total(client.ledger) >= expected
+
+            def explain() -> str:
+                names = {r: [n for n, _ in m] for r, m in sent.items()}
+                return f"kept per queue {_kept_per_queue(client.ledger)}; sent {names}\n" + "\n".join(
+                    f"--- {role}\n{log.read_text()[-6000:]}" for role, log in logs.items()
+                )
+
+            wait_until(
+                lambda: settled() or any(p.poll() is not None for p in workers.values()),
+                "every poison message to be dead-lettered",
+                DEADLINE_S,
+                explain=explain,
+            )
+            for role, proc in workers.items():
+                assert proc.poll() is None, f"the {WORKERS[role]} worker stopped:\n{logs[role].read_text()}"
+
+            valid = [client.submit("feature", f"after the corpus {role}", role=role).id for role in WORKERS]
+            wait_until(
+                lambda: all(client.ledger.get(wid).status is Status.COMPLETED for wid in valid),
+                "a valid item sent after the corpus to complete",
+                DEADLINE_S,
+                explain=explain,
+            )
+            for role, proc in workers.items():
+                assert proc.poll() is None, f"the {WORKERS[role]} worker stopped:\n{logs[role].read_text()}"
+
+            assert raw.hlen(UNACKED_KEY) == 0
+            assert all(raw.llen(q) == 0 for q in queues.values())
+            events = [e for e in client.ledger.events(EVENTS_READ) if e.event is EventKind.DEAD_LETTERED]
+            assert len(events) == expected, "one dead_lettered event per poison message"
+            assert deadletters.total(client.ledger) == expected, "one count per poison message"
+            assert _kept_per_queue(client.ledger) == {queues[role]: len(sent[role]) for role in WORKERS}
+            reasons = Counter(
+                letter["reason"] for letter in deadletters.recent(client.ledger, deadletters.KEPT)
+            )
+            assert reasons["unknown_item"] == len(WORKERS)
+            assert reasons["content_type"] == len(WORKERS)  # pickle, refused unread
+            assert reasons["too_large"] == len(WORKERS)
+
+            health = check_health(client.ledger)
+            assert not health.check("dead_letters").ok
+            assert f"{expected} broker message(s) dead-lettered" in health.check("dead_letters").reason
+            metrics = exposition(client.ledger)
+            assert f'swarm_dead_letters_total{{reason="unknown_item"}} {float(len(WORKERS))}' in metrics
+            deadletters.acknowledge(client.ledger)
+            assert check_health(client.ledger).check("dead_letters").ok
+            raw.close()
+            client.close()

@@ -1,0 +1,142 @@
+"""The worker's poison-message guard: a Celery consumer that dead-letters what is no swarm task call.
+
+Celery's ``Consumer.create_task_handler`` returns ``on_task_received``, the function the task
+consumer calls with every message, in the worker's main process, before any strategy or pool sees
+it. ``GuardedConsumer`` wraps it: each message is first checked by ``workers.poison`` (and an
+execute call's work item must exist in the ledger); one that fails is recorded
+(``swarm.deadletters``) and acknowledged, so that it neither stops the worker nor comes back.
+Anything Celery itself still raises on a message that passed (other than a lost connection,
+which must reach Celery's reconnect) dead-letters the message too, as ``refused``.
+
+``install`` selects it through Celery's ``worker_consumer`` setting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from celery import Celery
+from celery.worker.consumer import Consumer
+from kombu.message import Message
+from vine import promise
+
+from swarm import deadletters
+from swarm.deadletters import DeadLetter, DeadLetterReason
+from swarm.errors import SwarmError
+from swarm.ledger import Ledger
+from workers.poison import Call, Refusal, inspect_message
+
+log = structlog.get_logger("swarm.poison")
+
+
+class PoisonGuard:
+    """Checks and dead-letters messages for one consumer; the ledger is opened on first use."""
+
+    def __init__(self, ledger_for: Callable[[], Ledger]) -> None:
+        self._ledger_for = ledger_for
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = self._ledger_for()
+        return self._ledger
+
+    def admit(self, message: Message) -> bool:
+        """True for a well-formed call of an existing item; otherwise dead-letters it (False)."""
+        verdict = inspect_message(
+            message.content_type, message.content_encoding, message.headers, message.body
+        )
+        if (
+            isinstance(verdict, Call)
+            and verdict.work_id is not None
+            and not self._item_exists(verdict.work_id)
+        ):
+            verdict = Refusal(DeadLetterReason.UNKNOWN_ITEM, f"the ledger has no item {verdict.work_id}")
+        if isinstance(verdict, Refusal):
+            self.dead_letter(message, verdict)
+            return False
+        return True
+
+    def _item_exists(self, work_id: str) -> bool:
+        try:
+            return bool(self.ledger.read(self.ledger.client.exists, self.ledger.keys.item(work_id)))
+        except SwarmError:  # Redis away: let it through, the execute task waits for Redis
+            return True
+
+    def dead_letter(self, message: Message, refusal: Refusal) -> None:
+        """Records the message, then acknowledges it (a connection error propagates: Celery
+        reconnects, the message comes back and is dead-lettered then)."""
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        task, message_id = headers.get("task"), headers.get("id")
+        letter = DeadLetter(
+            reason=refusal.reason,
+            detail=refusal.detail,
+            queue=(message.delivery_info or {}).get("routing_key"),
+            task=task if isinstance(task, str) else None,
+            message_id=message_id if isinstance(message_id, str) else None,
+            raw=_raw(message),
+        )
+        log.error(
+            "dead_lettered",
+            reason=letter.reason.value,
+            detail=letter.detail,
+            queue=letter.queue,
+            task=letter.task,
+        )
+        try:
+            deadletters.record(self.ledger, letter)
+        except SwarmError as exc:
+            log.error("dead_letter_not_recorded", reason=letter.reason.value, error=str(exc), raw=letter.raw)
+        if not message.acknowledged:
+            message.ack()
+
+
+def _raw(message: Message) -> str:
+    body = message.body
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    raw = {
+        "headers": message.headers,
+        "properties": message.properties,
+        "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
+        "body": text[: deadletters.RAW_KEPT_CHARS],
+    }
+    return json.dumps(raw, default=repr)
+
+
+class GuardedConsumer(Consumer):
+    """Celery's consumer, with every task message checked by a ``PoisonGuard`` first."""
+
+    ledger_for: Callable[[], Ledger]  # set by ``install``
+
+    def create_task_handler(self, promise: Any = promise) -> Callable[[Message], Any]:
+        handle: Callable[[Message], Any] = super().create_task_handler(promise)
+        guard = PoisonGuard(self.ledger_for)
+        connection_errors: tuple[type[BaseException], ...] = tuple(getattr(self, "connection_errors", ()))
+
+        def on_task_received(message: Message) -> Any:
+            if not guard.admit(message):
+                return None
+            try:
+                return handle(message)
+            except connection_errors:
+                raise
+            except Exception as exc:  # no message shape may stop the worker
+                guard.dead_letter(message, Refusal(DeadLetterReason.REFUSED, f"{type(exc).__name__}: {exc}"))
+                return None
+
+        return on_task_received
+
+
+def install(app: Celery, ledger_for: Callable[[], Ledger]) -> None:
+    """Makes ``app``'s workers consume through a ``GuardedConsumer`` writing to ``ledger_for()``."""
+
+    class _Consumer(GuardedConsumer):
+        pass
+
+    _Consumer.ledger_for = staticmethod(ledger_for)
+    app.conf.worker_consumer = _Consumer
