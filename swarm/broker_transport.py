@@ -20,9 +20,11 @@ channel whose transport is closed reports a *connection* error when asked for a 
 (e.g. to ack a task that finishes after the reconnect), which every kombu and Celery caller
 already handles, instead of an ``AttributeError`` that none does.
 
-``swarm/celery_app.py`` selects this transport (``broker_transport``) for ``redis://`` and
+A worker's app selects it (``transport_for``, ``workers/guard.py: install``) for ``redis://`` and
 ``rediss://`` URLs, by the alias ``swarm-redis`` this module adds to kombu's transport names (so
-that Celery's log lines show ``swarm-redis://host:port/db``, not an import path).
+that Celery's log lines show ``swarm-redis://host:port/db``, not an import path). Only consumers
+hold unacked messages; producers and Flower (whose broker page knows ``redis://`` URLs only)
+keep kombu's own.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport on the guarded channel."""
 
     Channel = Channel
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The ``broker_transport`` setting for a worker on ``broker_url``: this transport for Redis
+    URLs, kombu's choice (None) for any other."""
+    return TRANSPORT if broker_url.partition("://")[0] in ("redis", "rediss") else None
 
 
 TRANSPORT_ALIASES.setdefault(TRANSPORT, f"{__name__}:Transport")

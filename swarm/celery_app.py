@@ -10,7 +10,6 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from swarm.broker_transport import TRANSPORT
 from swarm.models import Priority, Role
 from swarm.settings import Settings
 
@@ -54,17 +53,10 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
     }
 
 
-def _is_redis_url(url: str) -> bool:
-    return url.partition("://")[0] in ("redis", "rediss")
-
-
 def create_app(settings: Settings, broker_url: str) -> Celery:
     """A Celery app on ``broker_url`` with the swarm's delivery guarantees."""
     app = Celery("swarm", broker=broker_url, set_as_current=False)
     app.conf.update(
-        # kombu's Redis transport, on a channel that outlives a Redis restart with unacked
-        # messages in flight (swarm/broker_transport.py); other URLs keep kombu's choice.
-        broker_transport=TRANSPORT if _is_redis_url(broker_url) else None,
         task_serializer="json",
         accept_content=["json"],  # never pickle
         result_serializer="json",

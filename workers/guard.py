@@ -8,7 +8,9 @@ execute call's work item must exist in the ledger); one that fails is recorded
 Anything Celery itself still raises on a message that passed (other than a lost connection,
 which must reach Celery's reconnect) dead-letters the message too, as ``refused``.
 
-``install`` selects it through Celery's ``worker_consumer`` setting.
+``install`` selects it through Celery's ``worker_consumer`` setting, and the guarded Redis
+transport (``swarm/broker_transport.py``: a Redis restart with unacked messages in flight) through
+``broker_transport``: the worker's two guards on what its broker connection brings.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kombu.message import Message
 from vine import promise
 
 from swarm import deadletters
+from swarm.broker_transport import transport_for
 from swarm.deadletters import DeadLetter, DeadLetterReason
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
@@ -133,10 +136,12 @@ class GuardedConsumer(Consumer):
 
 
 def install(app: Celery, ledger_for: Callable[[], Ledger]) -> None:
-    """Makes ``app``'s workers consume through a ``GuardedConsumer`` writing to ``ledger_for()``."""
+    """Makes ``app``'s workers consume through a ``GuardedConsumer`` writing to ``ledger_for()``,
+    on the guarded Redis transport."""
 
     class _Consumer(GuardedConsumer):
         pass
 
     _Consumer.ledger_for = staticmethod(ledger_for)
     app.conf.worker_consumer = _Consumer
+    app.conf.broker_transport = transport_for(str(app.conf.broker_url))

@@ -44,7 +44,7 @@ JSON = "application/json"
 UNKNOWN_WORK_ID = "work_0000000000000000001_000000000000"
 
 
-def _headers(task: str = EXECUTE_TASK, **override: Any) -> dict[str, Any]:
+def _headers(task: Any = EXECUTE_TASK, **override: Any) -> dict[str, Any]:
     """Protocol-2 headers as Celery's ``send_task`` writes them."""
     task_id = str(uuid.uuid4())
     headers: dict[str, Any] = {
