@@ -13,7 +13,13 @@ worker holds delivered, unacknowledged (acks-late) messages *and* has a ``BRPOP`
    ``self.connection.client``, which is ``None``: ``AttributeError`` on ``hostname``. Celery
    treats it as unrecoverable and the worker exits.
 
-This channel removes both halves: a ``BRPOP`` whose connection died has nothing to drain, so
+A queue can also hold an item that is no kombu message at all (a raw ``LPUSH``: not JSON, not
+an object, no ``properties``, no ``delivery_tag``): kombu parses it inside ``_brpop_read``, and
+the exception stops the worker. This channel checks each popped item's envelope (``envelope``)
+and hands one that is not a message, already off the queue, to the process's undeliverable
+handler (``on_undeliverable``; the worker's records a dead letter) instead of delivering it.
+
+For the restart, this channel removes both halves: a ``BRPOP`` whose connection died has nothing to drain, so
 ``close`` goes on to finish (the channel is closed once, its unacked messages stay in Redis's
 unacked hash, where the visibility-timeout sweep restores them if nobody acks them); and a
 channel whose transport is closed reports a *connection* error when asked for a new pool
@@ -29,16 +35,76 @@ keep kombu's own.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 TRANSPORT = "swarm-redis"  # the ``broker_transport`` setting's value, and the scheme logs show
 log = logging.getLogger(__name__)
+
+
+Undeliverable = Callable[[str, bytes, str], None]  # (queue, the item as popped, what is wrong)
+
+
+def _log_undeliverable(queue: str, item: bytes, why: str) -> None:
+    log.error("dropped an item of %s that is no kombu message (%s): %r", queue, why, item[:1024])
+
+
+_undeliverable: list[Undeliverable] = [_log_undeliverable]
+
+
+def on_undeliverable(handler: Undeliverable) -> None:
+    """Makes ``handler`` this process's taker of popped queue items that are no kombu message."""
+    _undeliverable[:] = [handler]
+
+
+def _is_text(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def envelope(item: bytes | str) -> dict[str, Any] | str:
+    """The kombu message a queue item holds, or what is wrong with it: everything kombu's
+    ``Message`` and the Redis ``QoS`` read from it, with the types they need."""
+    try:
+        payload = json.loads(bytes_to_str(item))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}, not an object"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return "no properties object"
+    tag, info = properties.get("delivery_tag"), properties.get("delivery_info")
+    if not (isinstance(tag, str) and tag):
+        return "no delivery_tag string"
+    if not (
+        isinstance(info, dict)
+        and isinstance(info.get("exchange"), str)
+        and isinstance(info.get("routing_key"), str)
+    ):
+        return "no delivery_info with an exchange and a routing_key"
+    if not all(_is_text(payload.get(k)) for k in ("body", "content-type", "content-encoding")):
+        return "a body, content-type or content-encoding that is not a string"
+    if not isinstance(payload.get("headers") or {}, dict):
+        return "headers that are not an object"
+    encoding = properties.get("body_encoding")
+    if encoding == "base64" and payload.get("body"):
+        try:
+            base64.b64decode(payload["body"], validate=True)
+        except (binascii.Error, ValueError):
+            return "a body that is not base64"
+    elif encoding not in (None, "utf-8", "base64"):
+        return f"an unknown body_encoding {str(encoding)[:40]!r}"
+    return payload
 
 
 class ChannelConnectionClosed(RedisConnectionError):
@@ -61,6 +127,31 @@ class Channel(_KombuRedisChannel):  # type: ignore[misc]
             except self.connection_errors as exc:  # the BRPOP's socket is gone: nothing to drain
                 log.debug("broker channel closed with its BRPOP lost: %r", exc)
         super().close()
+
+    def _brpop_read(self, **options: Any) -> bool:
+        """kombu's ``Channel._brpop_read`` (5.7), delivering only items that are kombu messages."""
+        try:
+            try:
+                dest_item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                # if there's a ConnectionError, disconnect so the next iteration reconnects
+                self.client.connection.disconnect()
+                raise
+            if not dest_item:
+                raise Empty()
+            dest, item = dest_item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            payload = envelope(item)
+            if isinstance(payload, str):
+                for handler in _undeliverable:
+                    handler(dest, item if isinstance(item, bytes) else str(item).encode(), payload)
+            else:
+                self.connection._deliver(payload, dest)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection

@@ -27,6 +27,7 @@ COUNTER_PREFIX = "dead_letters:"  # metrics hash field ``dead_letters:<reason>``
 class DeadLetterReason(StrEnum):
     """Why a message was dead-lettered: a small fixed set, the counter's ``reason`` label."""
 
+    ENVELOPE = "envelope"  # a queue item that is no kombu message at all (not delivered, dropped)
     CONTENT_TYPE = "content_type"  # not JSON (pickle stays refused), or not UTF-8
     TOO_LARGE = "too_large"  # a body larger than any swarm task call
     NOT_JSON = "not_json"  # a body that does not parse

@@ -6,7 +6,9 @@ it. ``GuardedConsumer`` wraps it: each message is first checked by ``workers.poi
 execute call's work item must exist in the ledger); one that fails is recorded
 (``swarm.deadletters``) and acknowledged, so that it neither stops the worker nor comes back.
 Anything Celery itself still raises on a message that passed (other than a lost connection,
-which must reach Celery's reconnect) dead-letters the message too, as ``refused``.
+which must reach Celery's reconnect) dead-letters the message too, as ``refused``. A queue item
+that is no kombu message at all never reaches Celery: the guarded transport drops it and this
+guard records it (``envelope``).
 
 ``install`` selects it through Celery's ``worker_consumer`` setting, and the guarded Redis
 transport (``swarm/broker_transport.py``: a Redis restart with unacked messages in flight) through
@@ -26,7 +28,7 @@ from kombu.message import Message
 from vine import promise
 
 from swarm import deadletters
-from swarm.broker_transport import transport_for
+from swarm.broker_transport import on_undeliverable, transport_for
 from swarm.deadletters import DeadLetter, DeadLetterReason
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
@@ -83,19 +85,23 @@ class PoisonGuard:
             message_id=message_id if isinstance(message_id, str) else None,
             raw=_raw(message),
         )
-        log.error(
-            "dead_lettered",
-            reason=letter.reason.value,
-            detail=letter.detail,
-            queue=letter.queue,
-            task=letter.task,
-        )
+        self._record(letter)
+        if not message.acknowledged:
+            message.ack()
+
+    def undeliverable(self, queue: str, item: bytes, why: str) -> None:
+        """A queue item that is no kombu message (``swarm/broker_transport.py``): it is already off
+        the queue and was never delivered, so it is only recorded."""
+        raw = item.decode("utf-8", "replace")
+        self._record(DeadLetter(DeadLetterReason.ENVELOPE, why, queue, task=None, message_id=None, raw=raw))
+
+    def _record(self, letter: DeadLetter) -> None:
+        reason = letter.reason.value
+        log.error("dead_lettered", reason=reason, detail=letter.detail, queue=letter.queue, task=letter.task)
         try:
             deadletters.record(self.ledger, letter)
         except SwarmError as exc:
-            log.error("dead_letter_not_recorded", reason=letter.reason.value, error=str(exc), raw=letter.raw)
-        if not message.acknowledged:
-            message.ack()
+            log.error("dead_letter_not_recorded", reason=reason, error=str(exc), raw=letter.raw)
 
 
 def _raw(message: Message) -> str:
@@ -119,6 +125,7 @@ class GuardedConsumer(Consumer):
     def create_task_handler(self, promise: Any = promise) -> Callable[[Message], Any]:
         handle: Callable[[Message], Any] = super().create_task_handler(promise)
         guard = PoisonGuard(self.ledger_for)
+        on_undeliverable(guard.undeliverable)
         connection_errors: tuple[type[BaseException], ...] = tuple(getattr(self, "connection_errors", ()))
 
         def on_task_received(message: Message) -> Any:

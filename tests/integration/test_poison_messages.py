@@ -2,7 +2,8 @@
 
 A corpus of messages that are no well-formed swarm task call is published raw onto the queues of
 a real prefork worker and a real threads worker (``kombu.Producer.publish``, outside Celery's
-``send_task``). Each one must be acknowledged (its queue and kombu's ``unacked`` hash end empty),
+``send_task``), and items that are no kombu message at all are pushed with a raw ``LPUSH``. Each
+message must be acknowledged (its queue and kombu's ``unacked`` hash end empty),
 recorded exactly once (one ``dead_lettered`` event, one copy in the capped list, one count in the
 metrics hash), the worker process must stay alive, and a valid item sent after the corpus must
 complete. The test runs its own ``redis-server``, so that ``unacked`` (a server-wide kombu key)
@@ -109,6 +110,22 @@ def corpus(role: str) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "an unknown work id", {"body": _call(good_args), "headers": _headers()}
 
 
+def raw_items() -> list[bytes]:
+    """Queue items that are no kombu message at all, pushed with a raw LPUSH."""
+    tag = {"delivery_tag": "t1", "delivery_info": {"exchange": "x", "routing_key": "x"}}
+    return [
+        b"not json",
+        b'"a string"',
+        b"null",
+        b"[1, 2]",
+        b"{}",
+        json.dumps({"body": "", "properties": {}}).encode(),
+        json.dumps({"body": "", "properties": {"delivery_tag": ["t"], "delivery_info": {}}}).encode(),
+        json.dumps({"body": 5, "headers": [], "properties": tag}).encode(),
+        json.dumps({"body": "%%%", "properties": {**tag, "body_encoding": "base64"}}).encode(),
+    ]
+
+
 def _publish(url: str, queue: str, messages: list[dict[str, Any]]) -> None:
     with Connection(url) as conn:
         producer = conn.Producer()
@@ -132,7 +149,8 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
     logs = {role: tmp_path / f"{role}.log" for role in WORKERS}
     queues = {role: queue_name(settings, role, Priority.MEDIUM) for role in WORKERS}
     sent = {role: list(corpus(role)) for role in WORKERS}
-    expected = sum(len(messages) for messages in sent.values())
+    pushed = raw_items()
+    expected = sum(len(messages) + len(pushed) for messages in sent.values())
     with private_redis(tmp_path) as server:
 
         def worker(role: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
@@ -144,6 +162,7 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             raw = redis.Redis.from_url(server.url)
             for role, messages in sent.items():
                 _publish(server.url, queues[role], [kwargs for _, kwargs in messages])
+                raw.lpush(queues[role], *pushed)
 
             def settled() -> bool:
                 drained = all(raw.llen(q) == 0 for q in queues.values()) and raw.hlen(UNACKED_KEY) == 0
@@ -179,13 +198,15 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             events = [e for e in client.ledger.events(EVENTS_READ) if e.event is EventKind.DEAD_LETTERED]
             assert len(events) == expected, "one dead_lettered event per poison message"
             assert deadletters.total(client.ledger) == expected, "one count per poison message"
-            assert _kept_per_queue(client.ledger) == {queues[role]: len(sent[role]) for role in WORKERS}
+            per_queue = {queues[role]: len(sent[role]) + len(pushed) for role in WORKERS}
+            assert _kept_per_queue(client.ledger) == per_queue
             reasons = Counter(
                 letter["reason"] for letter in deadletters.recent(client.ledger, deadletters.KEPT)
             )
             assert reasons["unknown_item"] == len(WORKERS)
             assert reasons["content_type"] == len(WORKERS)  # pickle, refused unread
             assert reasons["too_large"] == len(WORKERS)
+            assert reasons["envelope"] == len(WORKERS) * len(pushed)
 
             health = check_health(client.ledger)
             assert not health.check("dead_letters").ok
