@@ -122,10 +122,23 @@ class GuardedConsumer(Consumer):
 
     ledger_for: Callable[[], Ledger]  # set by ``install``
 
+    _guard: PoisonGuard | None = None
+
+    @property
+    def guard(self) -> PoisonGuard:
+        if self._guard is None:
+            self._guard = PoisonGuard(self.ledger_for)
+            on_undeliverable(self._guard.undeliverable)
+        return self._guard
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        """kombu could not decode the message (e.g. a bad ``compression`` header): Celery's own
+        handler acks it; this one dead-letters it."""
+        self.guard.dead_letter(message, Refusal(DeadLetterReason.BODY, f"kombu cannot decode it: {exc!r}"))
+
     def create_task_handler(self, promise: Any = promise) -> Callable[[Message], Any]:
         handle: Callable[[Message], Any] = super().create_task_handler(promise)
-        guard = PoisonGuard(self.ledger_for)
-        on_undeliverable(guard.undeliverable)
+        guard = self.guard
         connection_errors: tuple[type[BaseException], ...] = tuple(getattr(self, "connection_errors", ()))
 
         def on_task_received(message: Message) -> Any:

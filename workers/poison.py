@@ -6,8 +6,8 @@ embed]``, a ``task`` or ``id`` header that is a list, or a garbage ``timelimit``
 ``workers/guard.py`` asks ``inspect_message`` about every message before Celery sees it and
 dead-letters the ones it refuses.
 
-A well-formed call is a protocol-2 JSON message (``application/json``, UTF-8, at most
-``MAX_BODY_BYTES``) whose headers have the types Celery's protocol 2 gives them, whose body is
+A well-formed call is a protocol-2 JSON message (``application/json``, UTF-8, a body and headers
+of at most ``MAX_BODY_BYTES`` each) whose headers have the types Celery's protocol 2 gives them, whose body is
 ``[args, kwargs, embed]`` (a list, a dict, a dict with no callbacks, errbacks, chain or chord:
 swarm links no tasks), and whose arguments are the task's own:
 
@@ -20,6 +20,7 @@ swarm links no tasks), and whose arguments are the task's own:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def _is_timelimit(value: object) -> bool:
     return (
         isinstance(value, list | tuple)
         and len(value) == 2
-        and all(v is None or (_is_number(v) and v >= 0) for v in value)
+        and all(v is None or (_is_number(v) and math.isfinite(v) and v >= 0) for v in value)
     )
 
 
@@ -206,6 +207,11 @@ def inspect_message(
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_BODY_BYTES:
         return Refusal(DeadLetterReason.TOO_LARGE, f"a {size}-byte body (at most {MAX_BODY_BYTES})")
+    header_size = len(json.dumps(headers, default=repr))
+    if header_size > MAX_BODY_BYTES:
+        return Refusal(
+            DeadLetterReason.TOO_LARGE, f"{header_size} bytes of headers (at most {MAX_BODY_BYTES})"
+        )
     task = _check_headers(headers)
     if isinstance(task, Refusal):
         return task
