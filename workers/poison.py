@@ -92,8 +92,18 @@ def _is_timelimit(value: object) -> bool:
     )
 
 
-# Protocol 2's headers and their types (celery/app/amqp.py: as_task_v2). Others must be strings
-# (trace context: traceparent, tracestate, baggage).
+def _is_scalar(value: object) -> bool:
+    """A JSON scalar: a string, a bool, None, or a finite number."""
+    return (
+        value is None
+        or isinstance(value, str | bool)
+        or (_is_number(value) and math.isfinite(float(str(value))))
+    )
+
+
+# Protocol 2's headers and their types (celery/app/amqp.py: as_task_v2), and the ones kombu adds
+# (``redelivered`` when the Redis transport restores a message, ``compression``). Any other header
+# must be a JSON scalar (trace context: traceparent, tracestate, baggage).
 HEADER_TYPES: Mapping[str, Callable[[object], bool]] = {
     "lang": _optional(_is_str),
     "task": _is_str,
@@ -114,6 +124,8 @@ HEADER_TYPES: Mapping[str, Callable[[object], bool]] = {
     "replaced_task_nesting": _optional(_is_int),
     "stamped_headers": _optional(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
     "stamps": _optional(lambda v: isinstance(v, dict)),
+    "redelivered": _optional(lambda v: isinstance(v, bool)),
+    "compression": _optional(_is_str),
 }
 REQUIRED_HEADERS = ("task", "id")
 
@@ -168,7 +180,7 @@ def _check_headers(headers: object) -> Refusal | str:
         if name not in headers:
             return Refusal(DeadLetterReason.HEADERS, f"no {name!r} header (protocol 2)")
     for name, value in headers.items():
-        check = HEADER_TYPES.get(name, _is_str)
+        check = HEADER_TYPES.get(name, _is_scalar)
         if not isinstance(name, str) or not check(value):
             return Refusal(DeadLetterReason.HEADERS, f"header {name!r} is {_short(value)}")
     task = headers["task"]

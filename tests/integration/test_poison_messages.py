@@ -192,6 +192,11 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
                 assert proc.poll() is None, f"the {WORKERS[role]} worker stopped:\n{logs[role].read_text()}"
 
             valid = [client.submit("feature", f"after the corpus {role}", role=role).id for role in WORKERS]
+            for role in WORKERS:  # a message kombu restored carries a `redelivered` header: still valid
+                restored = client.submit("feature", f"restored {role}", role=role, enqueue=False)
+                valid.append(restored.id)
+                call = {"body": _call([restored.id, "feature", role]), "headers": _headers(redelivered=True)}
+                _publish(server.url, queues[role], [call])
             wait_until(
                 lambda: all(client.ledger.get(wid).status is Status.COMPLETED for wid in valid),
                 "a valid item sent after the corpus to complete",

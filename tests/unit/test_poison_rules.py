@@ -101,6 +101,8 @@ def test_a_malformed_body_is_refused_with_its_reason(body: bytes, reason: DeadLe
         ({"retries": "many"}, DeadLetterReason.HEADERS),
         ({"ignore_result": "yes"}, DeadLetterReason.HEADERS),
         ({"x-anything": {"nested": 1}}, DeadLetterReason.HEADERS),
+        ({"x-anything": [1]}, DeadLetterReason.HEADERS),
+        ({"redelivered": "yes"}, DeadLetterReason.HEADERS),
         ({"task": "os.system"}, DeadLetterReason.UNKNOWN_TASK),
     ],
 )
@@ -121,7 +123,9 @@ def test_missing_headers_a_wrong_content_type_and_no_body_are_refused() -> None:
     assert _refusal(headers, None) is DeadLetterReason.BODY
 
 
-def test_trace_context_headers_pass() -> None:
+def test_trace_context_and_the_headers_kombu_adds_pass() -> None:
     headers, body = _good()
-    traced = {**headers, "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    traced = {**headers, "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "x-count": 3}
     assert isinstance(inspect_message(JSON, "utf-8", traced, body), Call)
+    restored = {**headers, "redelivered": True}  # the Redis transport's restore_unacked adds it
+    assert isinstance(inspect_message(JSON, "utf-8", restored, body), Call)
