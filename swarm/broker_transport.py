@@ -13,18 +13,19 @@ worker holds delivered, unacknowledged (acks-late) messages *and* has a ``BRPOP`
    ``self.connection.client``, which is ``None``: ``AttributeError`` on ``hostname``. Celery
    treats it as unrecoverable and the worker exits.
 
-A queue can also hold an item that is no kombu message at all (a raw ``LPUSH``: not JSON, not
-an object, no ``properties``, no ``delivery_tag``): kombu parses it inside ``_brpop_read``, and
-the exception stops the worker. This channel checks each popped item's envelope (``envelope``)
-and hands one that is not a message, already off the queue, to the process's undeliverable
-handler (``on_undeliverable``; the worker's records a dead letter) instead of delivering it.
-
-For the restart, this channel removes both halves: a ``BRPOP`` whose connection died has nothing to drain, so
+This channel removes both halves: a ``BRPOP`` whose connection died has nothing to drain, so
 ``close`` goes on to finish (the channel is closed once, its unacked messages stay in Redis's
 unacked hash, where the visibility-timeout sweep restores them if nobody acks them); and a
-channel whose transport is closed reports a *connection* error when asked for a new pool
-(e.g. to ack a task that finishes after the reconnect), which every kombu and Celery caller
-already handles, instead of an ``AttributeError`` that none does.
+channel whose transport is closed reports a *connection* error when asked for a new pool (e.g.
+to ack a task that finishes after the reconnect), which every kombu and Celery caller already
+handles, instead of an ``AttributeError`` that none does.
+
+A queue can also hold an item that is no kombu message at all (a raw ``LPUSH``: not JSON, not an
+object, no ``properties``, no ``delivery_tag``): kombu parses it inside ``_brpop_read`` and the
+exception stops the worker; a broadcast (remote control) message of that kind does the same.
+This channel checks the envelope of each popped item and each broadcast (``envelope``) and hands
+one that is no message, already off the queue, to the process's undeliverable handler
+(``on_undeliverable``; a worker's records a dead letter) instead of delivering it.
 
 A worker's app selects it (``transport_for``, ``workers/guard.py: install``) for ``redis://`` and
 ``rediss://`` URLs, by the alias ``swarm-redis`` this module adds to kombu's transport names (so
@@ -78,6 +79,12 @@ def envelope(item: bytes | str) -> dict[str, Any] | str:
         payload = json.loads(bytes_to_str(item))
     except (ValueError, UnicodeDecodeError) as exc:
         return f"not JSON: {exc}"
+    return checked_envelope(payload)
+
+
+def checked_envelope(payload: object) -> dict[str, Any] | str:
+    """``payload`` (a decoded queue item or fanout message) if it is a kombu message, else what is
+    wrong with it."""
     if not isinstance(payload, dict):
         return f"a JSON {type(payload).__name__}, not an object"
     properties = payload.get("properties")
@@ -144,14 +151,31 @@ class Channel(_KombuRedisChannel):  # type: ignore[misc]
             self._queue_cycle.rotate(dest)
             payload = envelope(item)
             if isinstance(payload, str):
-                for handler in _undeliverable:
-                    handler(dest, item if isinstance(item, bytes) else str(item).encode(), payload)
+                self._undeliverable(dest, item if isinstance(item, bytes) else str(item).encode(), payload)
             else:
                 self.connection._deliver(payload, dest)
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def _deliver_fanout_message(self, message: Any, exchange: str) -> bool:
+        """A broadcast (remote control) message, delivered only if it is a kombu message."""
+        payload = checked_envelope(message)
+        if isinstance(payload, str):
+            self._undeliverable(exchange, json.dumps(message, default=repr).encode(), payload)
+            return True
+        delivered: bool = super()._deliver_fanout_message(payload, exchange)
+        return delivered
+
+    @staticmethod
+    def _undeliverable(queue: str, item: bytes, why: str) -> None:
+        for handler in _undeliverable:
+            try:
+                handler(queue, item, why)
+            except Exception:  # a handler's failure must not stop the consumer either
+                log.exception("the undeliverable-item handler failed")
+                _log_undeliverable(queue, item, why)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection

@@ -20,6 +20,7 @@ from swarm.ledger import Ledger
 from swarm.models import EventKind
 
 KEPT = 1_000  # dead letters kept in the list; the counters and events count every one
+DETAIL_CHARS = 500  # of each reason's detail, in the event and the copy
 RAW_KEPT_CHARS = 8_192  # of each message's raw text: enough to see what it was, never a huge body
 COUNTER_PREFIX = "dead_letters:"  # metrics hash field ``dead_letters:<reason>``
 
@@ -52,7 +53,8 @@ class DeadLetter:
     raw: str  # the message as delivered (headers, properties, body), truncated
 
     def as_json(self) -> str:
-        return json.dumps({**asdict(self), "raw": self.raw[:RAW_KEPT_CHARS]}, sort_keys=True)
+        fields = {**asdict(self), "detail": self.detail[:DETAIL_CHARS], "raw": self.raw[:RAW_KEPT_CHARS]}
+        return json.dumps(fields, sort_keys=True)
 
 
 def record(ledger: Ledger, letter: DeadLetter) -> None:
@@ -61,7 +63,7 @@ def record(ledger: Ledger, letter: DeadLetter) -> None:
     pipe = ledger.client.pipeline(transaction=True)
     event: dict[Any, Any] = {
         "event": EventKind.DEAD_LETTERED.value,
-        "detail": f"{letter.reason.value}: {letter.detail}",
+        "detail": f"{letter.reason.value}: {letter.detail[:DETAIL_CHARS]}",
     }
     pipe.xadd(keys.events, event, maxlen=ledger.settings.events_max_len, approximate=True)
     pipe.hincrby(keys.metrics, COUNTER_PREFIX + letter.reason.value, 1)

@@ -142,10 +142,8 @@ class GuardedConsumer(Consumer):
         connection_errors: tuple[type[BaseException], ...] = tuple(getattr(self, "connection_errors", ()))
 
         def on_task_received(message: Message) -> Any:
-            if not guard.admit(message):
-                return None
             try:
-                return handle(message)
+                return handle(message) if guard.admit(message) else None
             except connection_errors:
                 raise
             except Exception as exc:  # no message shape may stop the worker

@@ -2,8 +2,9 @@
 
 A corpus of messages that are no well-formed swarm task call is published raw onto the queues of
 a real prefork worker and a real threads worker (``kombu.Producer.publish``, outside Celery's
-``send_task``), and items that are no kombu message at all are pushed with a raw ``LPUSH``. Each
-message must be acknowledged (its queue and kombu's ``unacked`` hash end empty),
+``send_task``), items that are no kombu message at all are pushed with a raw ``LPUSH``, and
+broadcasts of that kind are published on the workers' remote-control channel. Each message must
+be acknowledged (its queue and kombu's ``unacked`` hash end empty),
 recorded exactly once (one ``dead_lettered`` event, one copy in the capped list, one count in the
 metrics hash), the worker process must stay alive, and a valid item sent after the corpus must
 complete. The test runs its own ``redis-server``, so that ``unacked`` (a server-wide kombu key)
@@ -134,6 +135,14 @@ def raw_items() -> list[bytes]:
     ]
 
 
+BROADCASTS = (b"{}", b'"x"', b"[]", json.dumps({"properties": {"delivery_tag": 1}}).encode())
+
+
+def broadcast_exchange(prefix: str) -> str:
+    """The remote-control (pidbox) exchange every worker of the namespace listens on."""
+    return f"{prefix}.control.pidbox"
+
+
 def _publish(url: str, queue: str, messages: list[dict[str, Any]]) -> None:
     with Connection(url) as conn:
         producer = conn.Producer()
@@ -146,6 +155,27 @@ def _publish(url: str, queue: str, messages: list[dict[str, Any]]) -> None:
                 content_type=message.get("content_type", JSON),
                 content_encoding=message.get("content_encoding", "utf-8"),
             )
+
+
+def _send_valid_calls(client: Swarm, url: str, queues: dict[str, str]) -> list[str]:
+    """An item per role sent as usual, and one whose call looks restored by kombu (``redelivered``)."""
+    valid = [client.submit("feature", f"after the corpus {role}", role=role).id for role in WORKERS]
+    for role in WORKERS:
+        restored = client.submit("feature", f"restored {role}", role=role, enqueue=False)
+        valid.append(restored.id)
+        call = {"body": _call([restored.id, "feature", role]), "headers": _headers(redelivered=True)}
+        _publish(url, queues[role], [call])
+    return valid
+
+
+def _assert_recorded_once_each(ledger: Ledger, expected: int, per_queue: dict[str, int]) -> Counter[str]:
+    """One event, one count and one kept copy (in its queue's tally) per poison message; returns
+    the kept copies' reasons."""
+    events = [e for e in ledger.events(EVENTS_READ) if e.event is EventKind.DEAD_LETTERED]
+    assert len(events) == expected, "one dead_lettered event per poison message"
+    assert deadletters.total(ledger) == expected, "one count per poison message"
+    assert _kept_per_queue(ledger) == per_queue
+    return Counter(str(letter["reason"]) for letter in deadletters.recent(ledger, deadletters.KEPT))
 
 
 def _kept_per_queue(ledger: Ledger) -> Counter[str | None]:
@@ -171,6 +201,12 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             for role, messages in sent.items():
                 _publish(server.url, queues[role], [kwargs for _, kwargs in messages])
                 raw.lpush(queues[role], *pushed)
+            # Broadcasts (remote control) that are no kombu message: every worker receives each one.
+            broadcasts = sum(
+                int(raw.publish(f"/0.{broadcast_exchange(prefix)}", item)) for item in BROADCASTS
+            )
+            assert broadcasts == len(WORKERS) * len(BROADCASTS), "each worker listens for broadcasts"
+            expected += broadcasts
 
             def settled() -> bool:
                 drained = all(raw.llen(q) == 0 for q in queues.values()) and raw.hlen(UNACKED_KEY) == 0
@@ -191,12 +227,7 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             for role, proc in workers.items():
                 assert proc.poll() is None, f"the {WORKERS[role]} worker stopped:\n{logs[role].read_text()}"
 
-            valid = [client.submit("feature", f"after the corpus {role}", role=role).id for role in WORKERS]
-            for role in WORKERS:  # a message kombu restored carries a `redelivered` header: still valid
-                restored = client.submit("feature", f"restored {role}", role=role, enqueue=False)
-                valid.append(restored.id)
-                call = {"body": _call([restored.id, "feature", role]), "headers": _headers(redelivered=True)}
-                _publish(server.url, queues[role], [call])
+            valid = _send_valid_calls(client, server.url, queues)
             wait_until(
                 lambda: all(client.ledger.get(wid).status is Status.COMPLETED for wid in valid),
                 "a valid item sent after the corpus to complete",
@@ -208,18 +239,13 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
 
             assert raw.hlen(UNACKED_KEY) == 0
             assert all(raw.llen(q) == 0 for q in queues.values())
-            events = [e for e in client.ledger.events(EVENTS_READ) if e.event is EventKind.DEAD_LETTERED]
-            assert len(events) == expected, "one dead_lettered event per poison message"
-            assert deadletters.total(client.ledger) == expected, "one count per poison message"
             per_queue = {queues[role]: len(sent[role]) + len(pushed) for role in WORKERS}
-            assert _kept_per_queue(client.ledger) == per_queue
-            reasons = Counter(
-                letter["reason"] for letter in deadletters.recent(client.ledger, deadletters.KEPT)
-            )
+            per_queue[broadcast_exchange(prefix)] = broadcasts
+            reasons = _assert_recorded_once_each(client.ledger, expected, per_queue)
             assert reasons["unknown_item"] == len(WORKERS)
             assert reasons["content_type"] == len(WORKERS)  # pickle, refused unread
             assert reasons["too_large"] == 2 * len(WORKERS)  # a huge body, huge headers
-            assert reasons["envelope"] == len(WORKERS) * len(pushed)
+            assert reasons["envelope"] == len(WORKERS) * len(pushed) + broadcasts
 
             health = check_health(client.ledger)
             assert not health.check("dead_letters").ok
