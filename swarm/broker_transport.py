@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Callable
 from queue import Empty
@@ -47,6 +46,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 TRANSPORT = "swarm-redis"  # the ``broker_transport`` setting's value, and the scheme logs show
@@ -76,9 +76,9 @@ def envelope(item: bytes | str) -> dict[str, Any] | str:
     """The kombu message a queue item holds, or what is wrong with it: everything kombu's
     ``Message`` and the Redis ``QoS`` read from it, with the types they need."""
     try:
-        payload = json.loads(bytes_to_str(item))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"not JSON: {exc}"
+        payload = loads(bytes_to_str(item))  # kombu's own decoding (its typed objects included)
+    except Exception as exc:  # its object hook raises what a type's decoder raises
+        return f"not JSON kombu decodes: {type(exc).__name__}: {str(exc)[:200]}"
     return checked_envelope(payload)
 
 
@@ -159,13 +159,29 @@ class Channel(_KombuRedisChannel):  # type: ignore[misc]
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def _deliver_fanout_message(self, message: Any, exchange: str) -> bool:
-        """A broadcast (remote control) message, delivered only if it is a kombu message."""
-        payload = checked_envelope(message)
-        if isinstance(payload, str):
-            self._undeliverable(exchange, json.dumps(message, default=repr).encode(), payload)
+    def _receive_one(self, c: Any) -> bool | None:
+        """kombu's ``Channel._receive_one`` (5.7), delivering only broadcasts that are kombu
+        messages (kombu's own catches only some of what its JSON object hook raises)."""
+        try:
+            response = c.parse_response()
+        except self.connection_errors:
+            self._in_listen = None
+            raise
+        if not isinstance(response, list | tuple):
+            return None
+        payload = self._handle_message(c, response)
+        if not bytes_to_str(payload["type"]).endswith("message") or not payload["data"]:
+            return None
+        channel = bytes_to_str(payload["channel"])
+        if channel[0] == "/":
+            _, _, channel = channel.partition(".")
+        exchange = channel.split("/", 1)[0]
+        message = envelope(payload["data"])
+        if isinstance(message, str):
+            data = payload["data"]
+            self._undeliverable(exchange, data if isinstance(data, bytes) else str(data).encode(), message)
             return True
-        delivered: bool = super()._deliver_fanout_message(payload, exchange)
+        delivered: bool = self._deliver_fanout_message(message, exchange)
         return delivered
 
     @staticmethod

@@ -135,7 +135,14 @@ def raw_items() -> list[bytes]:
     ]
 
 
-BROADCASTS = (b"{}", b'"x"', b"[]", json.dumps({"properties": {"delivery_tag": 1}}).encode())
+BROADCASTS = (
+    b"{}",
+    b'"x"',
+    b"[]",
+    b"not json",
+    json.dumps({"properties": {"delivery_tag": 1}}).encode(),
+    json.dumps({"__type__": "decimal", "__value__": "x"}).encode(),  # kombu's hook raises no ValueError
+)
 
 
 def broadcast_exchange(prefix: str) -> str:

@@ -42,6 +42,8 @@ TAG = {"delivery_tag": "t", "delivery_info": {"exchange": "q", "routing_key": "q
     [
         b"not json",
         b"\xff\xfe",
+        json.dumps({"properties": {"__type__": "datetime", "__value__": "garbage"}}).encode(),
+        json.dumps({"properties": {"__type__": "no such type", "__value__": 1}}).encode(),
         b'"a string"',
         b"null",
         b"[1, 2]",
