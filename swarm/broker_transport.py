@@ -135,6 +135,32 @@ class Channel(_KombuRedisChannel):  # type: ignore[misc]
                 log.debug("broker channel closed with its BRPOP lost: %r", exc)
         super().close()
 
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple=multiple)
+        self._drop_connections_if_closed()
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue=requeue)
+        self._drop_connections_if_closed()
+
+    def _drop_connections_if_closed(self) -> None:
+        """A closed channel still acks what it delivered before a reconnect (tasks that finish
+        later), on the pool its close built to restore them; it keeps no socket open after."""
+        pool = self._pool
+        if self.closed and pool is not None:
+            pool.disconnect()
+
+    def queue_delete(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        """While closing (an auto-delete fanout queue's binding), a lost connection does not stop
+        the close halfway, leaving its pools and sockets open."""
+        if not self._closing:
+            return super().queue_delete(queue, *args, **kwargs)
+        try:
+            return super().queue_delete(queue, *args, **kwargs)
+        except self.connection_errors as exc:
+            log.debug("left the binding of %s behind on a lost connection: %r", queue, exc)
+            return None
+
     def _brpop_read(self, **options: Any) -> bool:
         """kombu's ``Channel._brpop_read`` (5.7), delivering only items that are kombu messages."""
         try:

@@ -6,11 +6,13 @@ kombu then closes the channel twice and the second close dies on ``conninfo.host
 (``swarm/broker_transport.py`` explains it). Each round below waits until exactly that is true
 on the server (the message in kombu's ``unacked`` hash, a client blocked in ``BRPOP``) for a
 prefork and a threads worker, then restarts Redis. Without the guarded channel both workers
-exit at the first round.
+exit at the first round. A worker must also come out of every restart with the descriptors it
+had: nothing of a closed connection may stay open.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import Counter
@@ -38,6 +40,7 @@ OUTAGE_S = 1.0  # how long Redis stays down: the fault itself, not a wait for a 
 ROUND_DEADLINE_S = 90.0  # one round's items: lease expiry, reap, re-send and a re-run, loaded
 UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, unacknowledged messages
 WORKERS = {"developer": "prefork", "qa": "threads"}  # role -> pool
+FD_SLACK = 4  # descriptors a worker may gain over the last nine restarts (pooled connections)
 
 
 def _safely(probe: Callable[[], bool]) -> bool:
@@ -75,14 +78,20 @@ def _assert_alive(workers: dict[str, subprocess.Popen[bytes]], logs: dict[str, P
         assert proc.poll() is None, f"the {WORKERS[role]} worker exited {when}:\n{logs[role].read_text()}"
 
 
+def _open_fds(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """Each worker's open file descriptors (its main process: the consumer and its connections)."""
+    return {role: len(os.listdir(f"/proc/{proc.pid}/fd")) for role, proc in workers.items()}
+
+
 def _restart_rounds(
     server: PrivateRedis,
     settings: Settings,
     workers: dict[str, subprocess.Popen[bytes]],
     logs: dict[str, Path],
+    fds: list[dict[str, int]],
 ) -> list[str]:
     """RESTARTS rounds of: an item per worker running and unacked, a restart, both completed.
-    Returns the ids submitted."""
+    Appends each worker's open descriptors after every round to ``fds``; returns the ids submitted."""
     submitted: list[str] = []
     for round_ in range(RESTARTS):
         client = Swarm(server.url, agent_id=f"pm-{round_}", settings=settings)
@@ -106,6 +115,7 @@ def _restart_rounds(
         _assert_alive(workers, logs, f"after restart {round_ + 1}")
         assert _all_completed(ledger, ids)
         ledger.client.close()
+        fds.append(_open_fds(workers))
     return submitted
 
 
@@ -124,7 +134,12 @@ def test_workers_keep_consuming_through_ten_redis_restarts_with_unacked_messages
         beat = running_beat(server.url, prefix, tmp_path / "beat.log", env=env)
         with beat, worker("developer") as dev, worker("qa") as qa:
             workers = {"developer": dev, "qa": qa}
-            submitted = _restart_rounds(server, settings, workers, logs)
+            fds: list[dict[str, int]] = []
+            submitted = _restart_rounds(server, settings, workers, logs, fds)
+            print(f"open descriptors after each restart: {fds}")
+            for role, pool in WORKERS.items():  # a closed channel used to keep a socket per restart
+                growth = fds[-1][role] - fds[0][role]
+                assert growth <= FD_SLACK, f"the {pool} worker leaks descriptors: {fds}"
 
             later = Swarm(server.url, agent_id="pm-after", settings=settings)
             fresh = [later.submit("feature", f"after {role}", role=role).id for role in WORKERS]
