@@ -18,7 +18,11 @@ This channel removes both halves: a ``BRPOP`` whose connection died has nothing 
 unacked hash, where the visibility-timeout sweep restores them if nobody acks them); and a
 channel whose transport is closed reports a *connection* error when asked for a new pool (e.g.
 to ack a task that finishes after the reconnect), which every kombu and Celery caller already
-handles, instead of an ``AttributeError`` that none does.
+handles, instead of an ``AttributeError`` that none does. Nothing of a closed channel stays open
+either: its close goes past the auto-delete fanout binding it cannot delete on a lost connection
+(kombu's stops there, keeping its sockets; Celery's Gossip step then logs an ``AttributeError``),
+and the pool its close built to restore its messages, which acks tasks that finish after the
+reconnect, is disconnected after each (kombu's keeps one socket per restart in CLOSE-WAIT).
 
 A queue can also hold an item that is no kombu message at all (a raw ``LPUSH``: not JSON, not an
 object, no ``properties``, no ``delivery_tag``): kombu parses it inside ``_brpop_read`` and the
