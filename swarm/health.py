@@ -8,7 +8,11 @@
   but not consuming: the known Celery failure mode where a worker survives a Redis reconnect,
   answers pings and heartbeats, and takes nothing. Items filed for manual claims (``manual``)
   are not queued, so they are not work a worker could take; they are left out. An item's wait
-  is read from the pending registry (its score is when the item last became pending).
+  is read from the pending registry (its score is when the item last became pending). When the
+  broker lost a message (a consumer died between taking it and claiming its item), the
+  redelivery pass re-sends it: a role whose last re-send is more recent than the wait allowed
+  is reported as recovering, not as failing, until its re-sent work has had that long to be
+  taken.
 - ``beat``: the leading beat ticked within ``health_beat_within_seconds``.
 - ``leases``: no lease has been expired for longer than the reaper interval plus one beat
   sleep (``beat_max_interval``, the most a reaper pass can be late).
@@ -230,6 +234,18 @@ def _check_consuming(ledger: Ledger, now_ms: int) -> list[Check]:
                     ok=True,
                     reason=f"{depth[role]} waiting, the oldest for {_seconds(oldest)} (agents get "
                     f"{s.health_consuming_within:g}s); {agents_note}",
+                )
+            )
+            continue
+        resent_at = counters.last_redeliver_ms.get(role.value)
+        if resent_at is not None and now_ms - resent_at <= within_ms:
+            checks.append(
+                Check(
+                    name=name,
+                    ok=True,
+                    reason=f"{depth[role]} waiting, the oldest for {_seconds(oldest)}; recovering: the broker "
+                    f"lost messages, re-sent {_seconds(now_ms - resent_at)} ago "
+                    f"({counters.redelivered.get(role.value, 0)} re-sent in all); {agents_note}",
                 )
             )
             continue

@@ -52,6 +52,11 @@ class Keys:
         """Sorted set: pending ids of a role, scored by priority rank; ties sort by id (age)."""
         return f"{self.tag}:ready:{role}"
 
+    def sent(self, role: str) -> str:
+        """Sorted set: pending ids of a role whose queue message was sent and that no agent has
+        claimed since, scored by when it was sent (ms): the deliveries the ledger still owes."""
+        return f"{self.tag}:sent:{role}"
+
     @property
     def leases(self) -> str:
         """Sorted set: claimed ids scored by lease expiry (ms, Redis server clock)."""
@@ -111,6 +116,7 @@ class Keys:
             *(self.ready(r) for r in Role),
             self.outbox,
             self.metrics,
+            *(self.sent(r) for r in Role),
         )
 
     # -- the calendar, beat and ceremonies (not script keys) ------------------------------------

@@ -17,6 +17,9 @@ bound in microseconds, or ``inf``):
                                                    claimed_at) fell in that bucket
 ``duration_sum_us:<role>:<outcome>``               their sum, microseconds
 ``last_claim_ms:<role>``                           the role's last claim (``swarm health``)
+``redelivered:<role>``                             messages the broker lost, re-sent
+                                                   (``redeliver.lua``)
+``last_redeliver_ms:<role>``                       the role's last re-send (``swarm health``)
 =================================================  ===========================================
 
 Each operation adds one to exactly one bucket, so the hot path stays O(1); the collector makes
@@ -32,7 +35,7 @@ A scrape is two pipelined round trips (plus one read of the calendar's epoch, on
 collector). Exposed names:
 
 - ``swarm_items_claimed_total{role,team}``, ``swarm_items_completed_total{role,team}``,
-  ``swarm_items_failed_total{role,team}`` (counters)
+  ``swarm_items_failed_total{role,team}``, ``swarm_messages_redelivered_total{role}`` (counters)
 - ``swarm_work_duration_seconds{role,outcome}``, ``swarm_claim_latency_seconds{role}``
   (histograms)
 - ``swarm_team_velocity_points{team}``, ``swarm_iteration_info{pi,iteration}``,
@@ -115,6 +118,8 @@ class LedgerCounters:
     claim_latency: dict[str, Histogram] = field(default_factory=dict)  # role ->
     duration: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (role, outcome) ->
     last_claim_ms: dict[str, int] = field(default_factory=dict)  # role -> ms
+    redelivered: dict[str, int] = field(default_factory=dict)  # role -> lost messages re-sent
+    last_redeliver_ms: dict[str, int] = field(default_factory=dict)  # role -> ms
 
     @classmethod
     def parse(cls, fields: Mapping[str, str]) -> LedgerCounters:
@@ -138,6 +143,10 @@ class LedgerCounters:
                 parsed._duration(role, outcome).sum_us = _to_int(value)
             elif kind == "last_claim_ms":
                 parsed.last_claim_ms[rest] = _to_int(value)
+            elif kind == "redelivered":
+                parsed.redelivered[rest] = _to_int(value)
+            elif kind == "last_redeliver_ms":
+                parsed.last_redeliver_ms[rest] = _to_int(value)
         return parsed
 
     def _latency(self, role: str) -> Histogram:
@@ -272,6 +281,14 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         for (role, team), n in sorted(snap.counters.counters[name].items()):
             family.add_metric([role, team], n)
         yield family
+
+    redelivered = CounterMetricFamily(
+        "swarm_messages_redelivered", "Queue messages the broker lost, re-sent by the ledger, by role.",
+        labels=["role"],
+    )  # fmt: skip
+    for role in Role:
+        redelivered.add_metric([role.value], snap.counters.redelivered.get(role.value, 0))
+    yield redelivered
 
     duration = HistogramMetricFamily(
         "swarm_work_duration_seconds",

@@ -113,12 +113,17 @@ def execute(
         try:
             with tracing.span("swarm.claim") as span:
                 tracing.annotate(span, work_id=work_id, agent_id=agent_id)
-                item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+                if role is None:
+                    item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+                else:  # a queue message: this item, or another its role still owes a delivery
+                    item = ledger.claim_delivery(work_id, agent_id, role, lease_seconds=lease_seconds)
                 tracing.annotate(span, item)
         except (ClaimConflict, InvalidTransition, NotFound) as exc:
             log.info("skipped", reason=str(exc))
             return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
-        with bound_contextvars(role=item.role.value, trace_id=item.trace_id):
+        if item.id != work_id:
+            log.info("claimed_instead", work_id=item.id, message_work_id=work_id)
+        with bound_contextvars(work_id=item.id, role=item.role.value, trace_id=item.trace_id):
             return _run(
                 ledger, item, agent_id, handlers=handlers, workflows=workflows, lease_seconds=lease_seconds
             )

@@ -14,6 +14,7 @@ local STATUS_KEY = {
 local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], qa = KEYS[19], devops = KEYS[20] }
 local OUTBOX = KEYS[21]
 local METRICS = KEYS[22]
+local SENT_KEY = { pm = KEYS[23], architect = KEYS[24], developer = KEYS[25], qa = KEYS[26], devops = KEYS[27] }
 local EVENTS_MAX_LEN, DISPATCH_GRACE_MS = ARGV[1], tonumber(ARGV[2])
 local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
 local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
@@ -86,14 +87,20 @@ local function move(id, from, to, now)
   redis.call('ZADD', STATUS_KEY[to], ms(now), id)
 end
 
--- A pending item is ready for its role, and in the dispatch outbox until a message for it is
--- known to be sent: scored by when a sweeper should send one. `due_ms` nil means the writer
--- sends it now, so a sweeper steps in only if that send is not confirmed within the grace;
--- false keeps it out of the queues (for manual claims).
+-- Delivery (README, "Nothing waits on a lost message"). A pending item that goes through the
+-- queues is owed a delivery until an agent claims it: first in the dispatch outbox, until a
+-- message for it is known to be sent (scored by when a sweeper should send one), then in its
+-- role's sent set (scored by when it was sent), where the redelivery pass (redeliver.lua) finds
+-- it if the broker lost its message. A claim takes it out of both.
+--
+-- A pending item is ready for its role and owed a message. `due_ms` nil means the writer sends
+-- it now, so a sweeper steps in only if that send is not confirmed within the grace; false, or
+-- an item filed for manual claims, keeps it out of the queues.
 local function make_ready(ik, id, now, due_ms)
-  local f = redis.call('HMGET', ik, 'role', 'priority')
+  local f = redis.call('HMGET', ik, 'role', 'priority', 'manual')
   redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
-  if due_ms ~= false then
+  redis.call('ZREM', SENT_KEY[f[1]], id)
+  if due_ms ~= false and f[3] ~= '1' then
     redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
   end
 end
@@ -109,7 +116,9 @@ local function back_to_pending(ik, id, now, due_ms)
 end
 
 local function unready(ik, id)
-  redis.call('ZREM', READY_KEY[redis.call('HGET', ik, 'role')], id)
+  local role = redis.call('HGET', ik, 'role')
+  redis.call('ZREM', READY_KEY[role], id)
+  redis.call('ZREM', SENT_KEY[role], id)
   redis.call('ZREM', OUTBOX, id)
 end
 
@@ -153,6 +162,7 @@ local function do_claim(id, agent, lease_ms, now)
   redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
     'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires), 'lease_ms', lease_ms)
   redis.call('ZREM', READY_KEY[f[3]], id)
+  redis.call('ZREM', SENT_KEY[f[3]], id)
   redis.call('ZREM', OUTBOX, id)
   move(id, 'pending', 'claimed', now)
   redis.call('ZADD', LEASES, ms(expires), id)

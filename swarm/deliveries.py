@@ -1,0 +1,98 @@
+"""The ledger's side of delivery: an item is owed a queue message from the moment it is pending
+until an agent claims it (README, "Nothing waits on a lost message").
+
+- The outbox holds owed items whose message is not known to be sent: ``due_dispatches`` hands
+  each due entry to one sweeper, ``dispatched`` confirms a send.
+- A confirmed send moves the item to its role's sent set, where it stays until a claim.
+- ``redeliver`` compares the sent set with what the caller saw in the broker and re-sends what
+  the broker lost.
+- ``claim_delivery`` is a worker's claim for a message: the message's item, or, when that one is
+  not owed any more, the role's longest-owed item, so that any message stands in for any other
+  of its role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from swarm import codec, validation
+from swarm.models import Priority, Role, WorkItem
+from swarm.queries import LedgerQueries
+from swarm.routing import Dispatch
+
+DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
+REDELIVER_BATCH = 500  # lost messages re-sent per role and pass; the rest wait for the next pass
+
+
+def _dispatches(flat: Sequence[str]) -> list[Dispatch]:
+    return [
+        Dispatch(wid, wtype, Role(role), Priority(prio), int(fence) if fence else None, parent or None)
+        for wid, fence, wtype, role, prio, parent in zip(*[iter(flat)] * 6, strict=True)
+    ]
+
+
+class LedgerDeliveries(LedgerQueries):
+    """Delivery bookkeeping over one ledger namespace; ``Ledger`` provides the script calls."""
+
+    def _call(self, script: str, *args: str | int, agent: str | None = None) -> list[Any]:
+        raise NotImplementedError  # Ledger._call
+
+    def _lease(self, seconds: float | None) -> int:
+        raise NotImplementedError  # Ledger._lease
+
+    def due_dispatches(self, limit: int = DISPATCH_BATCH) -> list[Dispatch]:
+        """Takes the outbox's due entries: pending items whose queue message must be sent (again).
+
+        Each taken entry is held for the dispatch grace, so concurrent sweepers do not send it
+        twice; confirm each send with ``dispatched``, or it is taken again after the grace.
+        """
+        return _dispatches(self._call("dispatch_due", validation.positive_int(limit, "limit"))[1])
+
+    def dispatched(self, dispatch: Dispatch) -> bool:
+        """Confirms that ``dispatch`` was sent: its outbox entry goes (unless the item moved on),
+        and the item stays owed, in its role's sent set, until an agent claims it."""
+        fence = "" if dispatch.fence is None else str(dispatch.fence)
+        return bool(self._call("dispatched", validation.work_id(dispatch.work_id), fence)[1])
+
+    def claim_delivery(
+        self, work_id: str, agent_id: str, role: Role | str, *, lease_seconds: float | None = None
+    ) -> WorkItem:
+        """Claims for a queue message of ``role`` naming ``work_id``: that item if it is owed a
+        delivery, else the role's longest-owed item; else the named item's refusal
+        (``ClaimConflict``, ``InvalidTransition``, ``NotFound``).
+
+        Items filed for manual claims, and items in a retry's backoff, are not claimed this way.
+        """
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        checked_role = validation.enum_value(Role, role, "role").value
+        reply = self._call(
+            "claim_delivery", wid, agent, self._lease(lease_seconds), checked_role, agent=agent
+        )
+        return codec.item_from_hash(codec.pairs(reply[1]))
+
+    def redeliver(
+        self,
+        role: Role | str,
+        *,
+        seen_ms: int,
+        queued: int,
+        in_flight: Sequence[str] = (),
+        min_age_ms: int = 0,
+        limit: int = REDELIVER_BATCH,
+    ) -> tuple[int, list[Dispatch]]:
+        """Re-sends owed deliveries of ``role`` that the broker lost; returns how many messages
+        were missing, and what to send (no confirmation needed: a send that never happens is
+        missing again at the next pass).
+
+        ``seen_ms`` (Redis server time), ``queued`` and ``in_flight`` are one atomic observation
+        of the broker: the messages waiting in the role's queues, and the work ids of messages
+        consumers took within the in-flight window. ``redeliver.lua`` explains the arithmetic.
+        """
+        checked_role = validation.enum_value(Role, role, "role").value
+        ids = [validation.work_id(w) for w in in_flight]
+        reply = self._call(
+            "redeliver", checked_role, int(seen_ms), int(queued), max(0, int(min_age_ms)),
+            max(0, int(limit)), *ids,
+        )  # fmt: skip
+        return int(reply[1]), _dispatches(reply[2])
