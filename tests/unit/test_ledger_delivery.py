@@ -1,0 +1,239 @@
+"""Delivery is owed until the claim: the sent sets, the redelivery arithmetic and claim_delivery."""
+
+from __future__ import annotations
+
+import pytest
+from ledger_helpers import A, B, assert_consistent, expire_lease, with_settings
+
+from swarm.errors import BadInput, ClaimConflict, InvalidTransition, NotFound
+from swarm.ledger import Dispatch, Ledger
+from swarm.models import EventKind, Role, Status, WorkItem
+
+
+def _sent(ledger: Ledger, role: Role = Role.QA) -> dict[str, float]:
+    return dict(ledger.client.zrange(ledger.keys.sent(role), 0, -1, withscores=True))
+
+
+def _now_ms(ledger: Ledger) -> int:
+    seconds, micros = ledger.client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _sent_items(ledger: Ledger, n: int, role: str = "qa") -> list[WorkItem]:
+    items = [ledger.submit("feature", f"item {i}", role=role) for i in range(n)]
+    for item in items:
+        assert ledger.dispatched(Dispatch.of(item)) is True
+    return items
+
+
+def _age(ledger: Ledger, work_ids: list[str], role: Role = Role.QA, by_ms: int = 60_000) -> None:
+    """Backdates sends, as if they had been made ``by_ms`` ago (oldest first)."""
+    now = _now_ms(ledger)
+    for n, wid in enumerate(work_ids):
+        ledger.client.zadd(ledger.keys.sent(role), {wid: now - by_ms + n})
+
+
+def test_a_confirmed_send_moves_the_item_from_the_outbox_to_its_roles_sent_set(fake_ledger: Ledger) -> None:
+    item = fake_ledger.submit("feature", "x", role="qa")
+    assert _sent(fake_ledger) == {}
+    before = _now_ms(fake_ledger)
+    fake_ledger.dispatched(Dispatch.of(item))
+    assert before <= _sent(fake_ledger)[item.id] <= _now_ms(fake_ledger)
+    assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is None
+    assert_consistent(fake_ledger)
+
+
+@pytest.mark.parametrize("end", ["claim", "claim_next", "cancel"])
+def test_a_claim_or_a_cancel_ends_the_delivery_debt(fake_ledger: Ledger, end: str) -> None:
+    (item,) = _sent_items(fake_ledger, 1)
+    if end == "claim":
+        fake_ledger.claim(item.id, A)
+    elif end == "claim_next":
+        fake_ledger.claim_next("qa", A)
+    else:
+        fake_ledger.cancel(item.id)
+    assert _sent(fake_ledger) == {}
+    assert_consistent(fake_ledger)
+
+
+@pytest.mark.parametrize("how", ["release", "retry", "reap"])
+def test_an_item_back_in_pending_is_owed_a_new_send(fake_ledger: Ledger, how: str) -> None:
+    (item,) = _sent_items(fake_ledger, 1)
+    held = fake_ledger.claim(item.id, A)
+    if how == "release":
+        fake_ledger.release(item.id, A, fence=held.fence)
+    elif how == "retry":
+        fake_ledger.fail(item.id, A, "flaky", fence=held.fence, retry=True)
+    else:
+        expire_lease(fake_ledger, item.id)
+        fake_ledger.reap()
+    assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is not None
+    assert _sent(fake_ledger) == {}, "not sent yet: the outbox owes it"
+    assert_consistent(fake_ledger)
+
+
+@pytest.mark.parametrize("how", ["release", "retry", "reap"])
+def test_an_item_filed_for_manual_claims_never_enters_the_queues(fake_ledger: Ledger, how: str) -> None:
+    item = fake_ledger.submit("improvement", "for a person", role="qa", dispatch=False)
+    held = fake_ledger.claim(item.id, A)
+    if how == "release":
+        fake_ledger.release(item.id, A, fence=held.fence)
+    elif how == "retry":
+        fake_ledger.fail(item.id, A, "later", fence=held.fence, retry=True)
+    else:
+        expire_lease(fake_ledger, item.id)
+        fake_ledger.reap()
+    assert fake_ledger.get(item.id).status is Status.PENDING
+    assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is None
+    assert fake_ledger.dispatched(Dispatch.of(fake_ledger.get(item.id))) is False, "a stray send owes nothing"
+    assert _sent(fake_ledger) == {}
+    assert_consistent(fake_ledger)
+
+
+def test_nothing_is_resent_while_every_owed_item_has_a_queued_message(fake_ledger: Ledger) -> None:
+    items = _sent_items(fake_ledger, 5)
+    _age(fake_ledger, [i.id for i in items])
+    missing, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=5, limit=100)
+    assert (missing, due) == (0, [])
+    missing, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=7, limit=100)
+    assert missing == -2, "surplus messages (duplicates) only lower the count"
+    assert due == []
+
+
+def test_lost_messages_are_resent_oldest_first_up_to_the_last_shortfall(
+    fake_ledger: Ledger,
+) -> None:
+    items = _sent_items(fake_ledger, 5)
+    ids = [i.id for i in items]
+    _age(fake_ledger, ids)
+    seen = _now_ms(fake_ledger)
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=0)
+    assert (missing, due) == (2, []), "a first sighting only counts"
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=1)
+    assert missing == 2
+    assert [d.work_id for d in due] == ids[:1], "never more than the previous pass saw missing"
+    assert due[0] == Dispatch(ids[0], "feature", Role.QA, items[0].priority, None, None)
+    # The re-sent item is scored after the observation: the same observation now misses one.
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=5)
+    assert missing == 1
+    assert [d.work_id for d in due] == ids[1:2]
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=5)
+    assert (missing, due) == (0, [])
+    events = [e for e in fake_ledger.events(50) if e.event is EventKind.REDELIVERED]
+    assert [e.work_id for e in events] == ids[:2]
+    metrics = fake_ledger.client.hgetall(fake_ledger.keys.metrics)
+    assert metrics["redelivered:qa"] == "2"
+    assert_consistent(fake_ledger)
+
+
+def test_messages_in_flight_to_a_claim_count_as_delivered(fake_ledger: Ledger) -> None:
+    items = _sent_items(fake_ledger, 3)
+    _age(fake_ledger, [i.id for i in items])
+    seen = _now_ms(fake_ledger)
+    in_flight = [items[0].id, "work_1_claimed_already"]  # an id no longer owed does not count
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=1, in_flight=in_flight, limit=5)
+    assert missing == 1
+    assert len(due) == 1
+
+
+def test_only_sends_older_than_the_in_flight_window_are_resent(fake_ledger: Ledger) -> None:
+    items = _sent_items(fake_ledger, 2)  # sent just now
+    seen = _now_ms(fake_ledger)
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=0, min_age_ms=60_000, limit=5)
+    assert missing == 2
+    assert due == [], "too young to be called lost"
+    _age(fake_ledger, [items[0].id])
+    _, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=0, min_age_ms=60_000, limit=5)
+    assert [d.work_id for d in due] == [items[0].id]
+
+
+def test_sends_made_after_the_observation_are_not_counted(fake_ledger: Ledger) -> None:
+    seen = _now_ms(fake_ledger) - 10_000
+    _sent_items(fake_ledger, 3)  # their messages were not in the queue when it was looked at
+    assert fake_ledger.redeliver("qa", seen_ms=seen, queued=0, limit=5) == (0, [])
+
+
+def test_redelivery_is_per_role(fake_ledger: Ledger) -> None:
+    qa = _sent_items(fake_ledger, 2, role="qa")
+    dev = _sent_items(fake_ledger, 2, role="developer")
+    _age(fake_ledger, [i.id for i in qa])
+    _age(fake_ledger, [i.id for i in dev], role=Role.DEVELOPER)
+    seen = _now_ms(fake_ledger)
+    assert fake_ledger.redeliver("developer", seen_ms=seen, queued=2, limit=5) == (0, [])
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=0, limit=5)
+    assert missing == 2
+    assert {d.work_id for d in due} == {i.id for i in qa}
+    assert {d.role for d in due} == {Role.QA}
+
+
+def test_redeliver_refuses_bad_arguments(fake_ledger: Ledger) -> None:
+    with pytest.raises(BadInput):
+        fake_ledger.redeliver("tester", seen_ms=0, queued=0)
+    with pytest.raises(BadInput):
+        fake_ledger.redeliver("qa", seen_ms=0, queued=0, in_flight=["not an id"])
+
+
+def test_a_message_claims_its_own_item_when_it_is_owed(fake_ledger: Ledger) -> None:
+    first, second = _sent_items(fake_ledger, 2)
+    claimed = fake_ledger.claim_delivery(second.id, A, "qa")
+    assert claimed.id == second.id
+    assert claimed.status is Status.CLAIMED
+    assert claimed.agent_id == A
+    assert list(_sent(fake_ledger)) == [first.id]
+    assert_consistent(fake_ledger)
+
+
+def test_a_message_whose_item_is_taken_claims_the_roles_longest_owed_item(fake_ledger: Ledger) -> None:
+    first, second, third = _sent_items(fake_ledger, 3)
+    fake_ledger.claim(second.id, B)  # e.g. a person's `swarm claim`, or a duplicate's first copy
+    instead = fake_ledger.claim_delivery(second.id, A, "qa")
+    assert instead.id == first.id, "any message of a role stands in for its longest-owed item"
+    assert fake_ledger.claim_delivery(second.id, A, "qa").id == third.id
+    with pytest.raises(ClaimConflict) as refused:
+        fake_ledger.claim_delivery(second.id, A, "qa")
+    assert refused.value.holder == B, "with nothing owed, the message's own refusal"
+    assert_consistent(fake_ledger)
+
+
+def test_a_message_of_a_finished_item_with_nothing_owed_is_refused(fake_ledger: Ledger) -> None:
+    (item,) = _sent_items(fake_ledger, 1)
+    held = fake_ledger.claim(item.id, A)
+    fake_ledger.complete(item.id, A, fence=held.fence)
+    with pytest.raises(InvalidTransition):
+        fake_ledger.claim_delivery(item.id, B, "qa")
+    with pytest.raises(NotFound):
+        fake_ledger.claim_delivery("work_1_unknown", B, "qa")
+
+
+def test_a_message_never_takes_another_roles_item(fake_ledger: Ledger) -> None:
+    (done,) = _sent_items(fake_ledger, 1, role="qa")
+    fake_ledger.claim(done.id, A)
+    _sent_items(fake_ledger, 1, role="developer")
+    with pytest.raises(ClaimConflict):
+        fake_ledger.claim_delivery(done.id, B, "qa")
+
+
+def test_a_message_does_not_claim_a_manual_item_or_cut_a_backoff_short(fake_ledger: Ledger) -> None:
+    manual = fake_ledger.submit("improvement", "for a person", role="qa", dispatch=False)
+    with pytest.raises(InvalidTransition, match="manual"):
+        fake_ledger.claim_delivery(manual.id, A, "qa")
+    (flaky,) = _sent_items(fake_ledger, 1)
+    held = fake_ledger.claim(flaky.id, A)
+    fake_ledger.fail(flaky.id, A, "transient", fence=held.fence, retry=True, backoff_seconds=600)
+    with pytest.raises(InvalidTransition, match="backoff"):
+        fake_ledger.claim_delivery(flaky.id, B, "qa")  # its first message, delivered twice
+    assert fake_ledger.get(flaky.id).status is Status.PENDING
+    fake_ledger.claim(manual.id, B)  # a person still can, and so can an explicit claim
+    assert_consistent(fake_ledger)
+
+
+def test_the_dispatch_grace_is_bounded_by_the_lease(fake_ledger: Ledger) -> None:
+    assert fake_ledger.settings.dispatch_grace_seconds == fake_ledger.settings.lease_seconds / 3
+    long = with_settings(fake_ledger, requeue_after_seconds=600.0, lease_seconds=5.0)
+    assert long.settings.dispatch_grace_seconds == 5.0
+    before = _now_ms(long)
+    item = long.submit("feature", "handed off by a writer that died")
+    due = long.client.zscore(long.keys.outbox, item.id)
+    assert due is not None
+    assert due <= _now_ms(long) + 5000
+    assert due >= before + 5000
