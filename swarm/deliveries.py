@@ -4,11 +4,11 @@ until an agent claims it (README, "Nothing waits on a lost message").
 - The outbox holds owed items whose message is not known to be sent: ``due_dispatches`` hands
   each due entry to one sweeper, ``dispatched`` confirms a send.
 - A confirmed send moves the item to its role's sent set, where it stays until a claim.
-- ``redeliver`` compares the sent set with what the caller saw in the broker and re-sends what
-  the broker lost.
-- ``claim_delivery`` is a worker's claim for a message: the message's item, or, when that one is
-  not owed any more, the role's longest-owed item, so that any message stands in for any other
-  of its role.
+- ``claim_delivery`` is a worker's claim for a message: the role's most urgent, longest-owed
+  sent item (normally the message's own), so that any message of a role stands in for any other
+  and a lost message delays no item.
+- ``redeliver`` compares the sent set with what the caller saw in the broker and puts back the
+  messages the broker lost.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from swarm.routing import Dispatch
 
 DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
 REDELIVER_BATCH = 500  # lost messages re-sent per role and pass; the rest wait for the next pass
+SENT_RANK_SPAN_MS = 2**42  # _lib.lua: a sent set's score is rank * this + the send time (ms)
 
 
 def _dispatches(flat: Sequence[str]) -> list[Dispatch]:
@@ -58,9 +59,10 @@ class LedgerDeliveries(LedgerQueries):
     def claim_delivery(
         self, work_id: str, agent_id: str, role: Role | str, *, lease_seconds: float | None = None
     ) -> WorkItem:
-        """Claims for a queue message of ``role`` naming ``work_id``: that item if it is owed a
-        delivery, else the role's longest-owed item; else the named item's refusal
-        (``ClaimConflict``, ``InvalidTransition``, ``NotFound``).
+        """Claims for a queue message of ``role`` naming ``work_id``: the role's most urgent,
+        longest-owed item, which is normally the message's own (``claim_delivery.lua`` says when
+        it is not); with nothing to claim, the named item's refusal (``ClaimConflict``,
+        ``InvalidTransition``, ``NotFound``).
 
         Items filed for manual claims, and items in a retry's backoff, are not claimed this way.
         """
@@ -78,21 +80,23 @@ class LedgerDeliveries(LedgerQueries):
         seen_ms: int,
         queued: int,
         in_flight: Sequence[str] = (),
-        min_age_ms: int = 0,
+        hold_ms: int = 0,
         limit: int = REDELIVER_BATCH,
     ) -> tuple[int, list[Dispatch]]:
-        """Re-sends owed deliveries of ``role`` that the broker lost; returns how many messages
-        were missing, and what to send (no confirmation needed: a send that never happens is
-        missing again at the next pass).
+        """Puts back the messages of ``role`` that the broker lost; returns how many were missing,
+        and what to send (no confirmation needed: a send that never happens is missing again at
+        the next pass).
 
         ``seen_ms`` (Redis server time), ``queued`` and ``in_flight`` are one atomic observation
         of the broker: the messages waiting in the role's queues, and the work ids of messages
-        consumers took within the in-flight window. ``redeliver.lua`` explains the arithmetic.
+        consumers took within the in-flight window. At most ``limit`` are sent, and a re-send
+        holds off other passes for the role for ``hold_ms``. ``redeliver.lua`` explains the
+        arithmetic.
         """
         checked_role = validation.enum_value(Role, role, "role").value
         ids = [validation.work_id(w) for w in in_flight]
         reply = self._call(
-            "redeliver", checked_role, int(seen_ms), int(queued), max(0, int(min_age_ms)),
+            "redeliver", checked_role, int(seen_ms), int(queued), max(0, int(hold_ms)),
             max(0, int(limit)), *ids,
         )  # fmt: skip
         return int(reply[1]), _dispatches(reply[2])

@@ -1,20 +1,23 @@
-"""The redelivery pass: finds queue messages the broker lost and has the ledger re-send them.
+"""The redelivery pass: finds queue messages the broker lost and has the ledger put them back.
 
 kombu's Redis transport pops a message (BRPOP) and only then writes its ``unacked`` copy, from
 the client: a consumer killed in between loses the message outright, and one killed just after
 leaves it parked in ``unacked`` until the visibility timeout (an hour by default). Either way the
-ledger still owes the item a delivery: it stays in its role's sent set until an agent claims it.
+ledger still owes the item a delivery: it stays in its role's sent set until an agent claims it,
+and any message of the role claims the role's most urgent owed item (``Ledger.claim_delivery``),
+so the item is taken by the next message of its role. What the loss leaves behind is one
+message too few for the role's owed items, which this pass puts right.
 
 Each pass observes the broker in one atomic step (MULTI): the Redis clock, the length of each of
 the role's queues (with kombu's priority sub-queues), and the messages consumers took within the
 in-flight window (``unacked_index``, scored by kombu with the taking host's clock). Their work ids
 are read from the ``unacked`` copies. ``Ledger.redeliver`` then counts the owed items that
-neither a queued nor an in-flight message covers, and re-sends that many, but never more than the
-previous pass also found missing: a message seen in the instant between a pop and its
-``unacked`` write is not mistaken for a lost one. A lost message is so re-sent two passes after
-it was lost (``redeliver_interval``, lease / 4 by default), or after the in-flight window if it
-was parked. Every worker runs the pass (``UpkeepThread``); concurrent passes do not re-send the
-same loss twice, because a re-sent item is scored after any observation that predates it.
+neither a queued nor an in-flight message covers, and sends that many messages, but never more
+than the previous pass also found missing: a message seen in the instant between a pop and its
+``unacked`` write is not taken for a lost one. A lost message is so replaced two passes after it
+was lost (``redeliver_interval``, lease / 4 by default), or one in-flight window later if it was
+parked. Every worker runs the pass (``UpkeepThread``); a re-send holds off the other workers'
+passes for the role for one interval, by which time the new messages are there to be counted.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class Redelivery:
         self.queues = {r: [q for queue in role_queues(settings, r) for q in _sub_queues(queue)] for r in Role}
         self.role_of_queue = {queue: role for role in Role for queue in role_queues(settings, role)}
         self.window_s = settings.in_flight_seconds
+        self.hold_s = settings.redeliver_interval_seconds
         self._missing: dict[Role, int] = dict.fromkeys(Role, 0)
 
     def observe(self) -> Observation:
@@ -118,7 +122,7 @@ class Redelivery:
                 seen_ms=seen.seen_ms,
                 queued=seen.queued[role],
                 in_flight=seen.in_flight[role],
-                min_age_ms=round(self.window_s * 1000),
+                hold_ms=round(self.hold_s * 1000),
                 limit=self._missing[role],
             )
             self._missing[role] = max(0, missing)

@@ -15,6 +15,9 @@ local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], q
 local OUTBOX = KEYS[21]
 local METRICS = KEYS[22]
 local SENT_KEY = { pm = KEYS[23], architect = KEYS[24], developer = KEYS[25], qa = KEYS[26], devops = KEYS[27] }
+-- A sent set's score is rank * SENT_RANK_SPAN + the send time (ms): most urgent, then longest
+-- owed, first. 2^42 ms is about 139 years; the largest score stays below 2^53 (exact in Lua).
+local SENT_RANK_SPAN = 4398046511104
 local EVENTS_MAX_LEN, DISPATCH_GRACE_MS = ARGV[1], tonumber(ARGV[2])
 local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
 local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
@@ -90,8 +93,9 @@ end
 -- Delivery (README, "Nothing waits on a lost message"). A pending item that goes through the
 -- queues is owed a delivery until an agent claims it: first in the dispatch outbox, until a
 -- message for it is known to be sent (scored by when a sweeper should send one), then in its
--- role's sent set (scored by when it was sent), where the redelivery pass (redeliver.lua) finds
--- it if the broker lost its message. A claim takes it out of both.
+-- role's sent set (by priority, then send time), which a message of the role claims from
+-- (claim_delivery.lua) and the redelivery pass (redeliver.lua) counts. A claim takes it out of
+-- both.
 --
 -- A pending item is ready for its role and owed a message. `due_ms` nil means the writer sends
 -- it now, so a sweeper steps in only if that send is not confirmed within the grace; false, or
@@ -113,6 +117,11 @@ local function back_to_pending(ik, id, now, due_ms)
   redis.call('HDEL', ik, 'agent_id')
   redis.call('HSET', ik, 'status', 'pending', 'progress', 0, 'note', '', 'last_agent', last or '')
   make_ready(ik, id, now, due_ms)
+end
+
+-- Marks a pending item's message as sent (now): it is owed to the next message of its role.
+local function mark_sent(id, role, priority, now)
+  redis.call('ZADD', SENT_KEY[role], RANK[priority] * SENT_RANK_SPAN + ms(now), id)
 end
 
 local function unready(ik, id)

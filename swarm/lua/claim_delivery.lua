@@ -1,42 +1,49 @@
--- A worker's claim for a queue message: the message's item if it is owed a delivery, else the
--- role's longest-owed item (any message of a role can stand in for any of its owed items, which
--- is what lets the redelivery pass re-send the oldest rather than the unknown lost one).
--- Not owed, and so not claimed through a message: an item filed for manual claims, and one in a
--- retry's backoff (it is sent when the backoff ends). ARGV: [3] id, [4] agent, [5] lease ms,
--- [6] the message's role. Returns claim.lua's replies; when neither the message's item nor any
--- other is claimable, the refusal of the message's own item.
+-- A worker's claim for a queue message of a role. Any message of a role stands in for any item
+-- the role is owed: it claims the role's most urgent, longest-owed sent item (the sent set's
+-- order), which in the steady state is the message's own item. So a lost message delays no
+-- item: the next message of its role claims it, and the redelivery pass only has to put the
+-- number of messages right. The message's own item is claimed instead when it is not in the
+-- sent set yet (its sender has not confirmed the send) and more urgent than the set's head, or
+-- when the set is empty.
+-- Not claimed through a message: an item filed for manual claims, and one in a retry's backoff
+-- (it is sent when the backoff ends). ARGV: [3] id, [4] agent, [5] lease ms, [6] the message's
+-- role. Returns claim.lua's replies; with nothing to claim, the message's own item's refusal.
 local id, agent, lease_ms, role = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local now = now_us()
-local ik = ITEM_PREFIX .. id
-local f = redis.call('HMGET', ik, 'status', 'manual', 'retry_at')
-if not f[1] then
+local sent = SENT_KEY[role]
+local f = redis.call('HMGET', ITEM_PREFIX .. id, 'status', 'manual', 'retry_at', 'priority')
+if not f[1] or not sent then
   return { 'err', 'not_found', id }
 end
-local refusal
+local refusal = nil
 if f[1] ~= 'pending' then
-  refusal = do_claim(id, agent, lease_ms, now) -- names the holder, or the status
-else
-  if f[2] == '1' then
-    refusal = { 'err', 'transition', id, 'pending', 'claim from a queue message (it is filed for manual claims)' }
-  elseif f[3] and tonumber(f[3]) > ms(now) then
-    refusal = { 'err', 'transition', id, 'pending', 'claim during its retry backoff' }
-  else
+  refusal = { 'err', 'transition', id, f[1], 'claim' }
+  if HELD[f[1]] then
+    refusal = do_claim(id, agent, lease_ms, now) -- names the holder
+  end
+elseif f[2] == '1' then
+  refusal = { 'err', 'transition', id, 'pending', 'claim from a queue message (it is filed for manual claims)' }
+elseif f[3] and tonumber(f[3]) > ms(now) then
+  refusal = { 'err', 'transition', id, 'pending', 'claim during its retry backoff' }
+end
+local head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
+if not refusal and not redis.call('ZSCORE', sent, id) then
+  if #head == 0 or RANK[f[4]] < math.floor(tonumber(head[2]) / SENT_RANK_SPAN) then
     return do_claim(id, agent, lease_ms, now)
   end
 end
-local sent = SENT_KEY[role]
-if not sent then
-  return refusal
-end
 for _ = 1, 16 do
-  local top = redis.call('ZRANGE', sent, 0, 0)
-  if #top == 0 then
-    return refusal
+  if #head == 0 then
+    break
   end
-  local reply = do_claim(top[1], agent, lease_ms, now)
+  local reply = do_claim(head[1], agent, lease_ms, now)
   if reply[1] == 'ok' then
     return reply
   end
-  redis.call('ZREM', sent, top[1]) -- only pending items are owed; guards a damaged registry
+  redis.call('ZREM', sent, head[1]) -- only pending items are owed; guards a damaged registry
+  head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
+end
+if not refusal then
+  return do_claim(id, agent, lease_ms, now)
 end
 return refusal

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
+
 import pytest
 from ledger_helpers import A, B, assert_consistent, expire_lease, with_settings
 
+from swarm.deliveries import SENT_RANK_SPAN_MS
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, NotFound
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
@@ -26,11 +30,16 @@ def _sent_items(ledger: Ledger, n: int, role: str = "qa") -> list[WorkItem]:
     return items
 
 
+def _score(ledger: Ledger, work_id: str, sent_ms: int) -> float:
+    rank = ledger.get(work_id).priority.rank
+    return float(rank * SENT_RANK_SPAN_MS + sent_ms)
+
+
 def _age(ledger: Ledger, work_ids: list[str], role: Role = Role.QA, by_ms: int = 60_000) -> None:
     """Backdates sends, as if they had been made ``by_ms`` ago (oldest first)."""
     now = _now_ms(ledger)
     for n, wid in enumerate(work_ids):
-        ledger.client.zadd(ledger.keys.sent(role), {wid: now - by_ms + n})
+        ledger.client.zadd(ledger.keys.sent(role), {wid: _score(ledger, wid, now - by_ms + n)})
 
 
 def test_a_confirmed_send_moves_the_item_from_the_outbox_to_its_roles_sent_set(fake_ledger: Ledger) -> None:
@@ -38,7 +47,8 @@ def test_a_confirmed_send_moves_the_item_from_the_outbox_to_its_roles_sent_set(f
     assert _sent(fake_ledger) == {}
     before = _now_ms(fake_ledger)
     fake_ledger.dispatched(Dispatch.of(item))
-    assert before <= _sent(fake_ledger)[item.id] <= _now_ms(fake_ledger)
+    score = _sent(fake_ledger)[item.id]
+    assert _score(fake_ledger, item.id, before) <= score <= _score(fake_ledger, item.id, _now_ms(fake_ledger))
     assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is None
     assert_consistent(fake_ledger)
 
@@ -100,7 +110,7 @@ def test_nothing_is_resent_while_every_owed_item_has_a_queued_message(fake_ledge
     assert due == []
 
 
-def test_lost_messages_are_resent_oldest_first_up_to_the_last_shortfall(
+def test_lost_messages_are_replaced_up_to_the_last_shortfall_and_held_off_for_a_pass(
     fake_ledger: Ledger,
 ) -> None:
     items = _sent_items(fake_ledger, 5)
@@ -109,18 +119,18 @@ def test_lost_messages_are_resent_oldest_first_up_to_the_last_shortfall(
     seen = _now_ms(fake_ledger)
     missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=0)
     assert (missing, due) == (2, []), "a first sighting only counts"
-    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=1)
+    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, hold_ms=60_000, limit=1)
     assert missing == 2
     assert [d.work_id for d in due] == ids[:1], "never more than the previous pass saw missing"
     assert due[0] == Dispatch(ids[0], "feature", Role.QA, items[0].priority, None, None)
-    # The re-sent item is scored after the observation: the same observation now misses one.
-    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=5)
-    assert missing == 1
-    assert [d.work_id for d in due] == ids[1:2]
-    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, limit=5)
-    assert (missing, due) == (0, [])
+    again = fake_ledger.redeliver("qa", seen_ms=seen, queued=3, hold_ms=60_000, limit=5)
+    assert again == (2, []), "a concurrent pass is held off while the re-sent message is on its way"
+    fake_ledger.client.hset(fake_ledger.keys.metrics, "redeliver_hold_ms:qa", 0)  # the hold is over
+    missing, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=4, limit=5)
+    assert missing == 1, "the re-sent message is counted once queued: one more is missing"
+    assert [d.work_id for d in due] == ids[:1], "messages name the most urgent owed items"
     events = [e for e in fake_ledger.events(50) if e.event is EventKind.REDELIVERED]
-    assert [e.work_id for e in events] == ids[:2]
+    assert [e.work_id for e in events] == [ids[0], ids[0]]
     metrics = fake_ledger.client.hgetall(fake_ledger.keys.metrics)
     assert metrics["redelivered:qa"] == "2"
     assert_consistent(fake_ledger)
@@ -136,28 +146,24 @@ def test_messages_in_flight_to_a_claim_count_as_delivered(fake_ledger: Ledger) -
     assert len(due) == 1
 
 
-def test_only_sends_older_than_the_in_flight_window_are_resent(fake_ledger: Ledger) -> None:
-    items = _sent_items(fake_ledger, 2)  # sent just now
-    seen = _now_ms(fake_ledger)
-    missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=0, min_age_ms=60_000, limit=5)
-    assert missing == 2
-    assert due == [], "too young to be called lost"
-    _age(fake_ledger, [items[0].id])
-    _, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=0, min_age_ms=60_000, limit=5)
-    assert [d.work_id for d in due] == [items[0].id]
-
-
 def test_sends_made_after_the_observation_are_not_counted(fake_ledger: Ledger) -> None:
     seen = _now_ms(fake_ledger) - 10_000
     _sent_items(fake_ledger, 3)  # their messages were not in the queue when it was looked at
     assert fake_ledger.redeliver("qa", seen_ms=seen, queued=0, limit=5) == (0, [])
 
 
+def test_owed_items_of_every_priority_are_counted(fake_ledger: Ledger) -> None:
+    items = [fake_ledger.submit("feature", p, role="qa", priority=p) for p in ("low", "critical", "high")]
+    for item in items:
+        fake_ledger.dispatched(Dispatch.of(item))
+    missing, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=1, limit=5)
+    assert missing == 2
+    assert [d.work_id for d in due] == [items[1].id, items[2].id], "most urgent first"
+
+
 def test_redelivery_is_per_role(fake_ledger: Ledger) -> None:
     qa = _sent_items(fake_ledger, 2, role="qa")
-    dev = _sent_items(fake_ledger, 2, role="developer")
-    _age(fake_ledger, [i.id for i in qa])
-    _age(fake_ledger, [i.id for i in dev], role=Role.DEVELOPER)
+    _sent_items(fake_ledger, 2, role="developer")
     seen = _now_ms(fake_ledger)
     assert fake_ledger.redeliver("developer", seen_ms=seen, queued=2, limit=5) == (0, [])
     missing, due = fake_ledger.redeliver("qa", seen_ms=seen, queued=0, limit=5)
@@ -173,25 +179,51 @@ def test_redeliver_refuses_bad_arguments(fake_ledger: Ledger) -> None:
         fake_ledger.redeliver("qa", seen_ms=0, queued=0, in_flight=["not an id"])
 
 
-def test_a_message_claims_its_own_item_when_it_is_owed(fake_ledger: Ledger) -> None:
+def test_a_message_claims_its_own_item_when_it_heads_the_roles_debt(fake_ledger: Ledger) -> None:
     first, second = _sent_items(fake_ledger, 2)
-    claimed = fake_ledger.claim_delivery(second.id, A, "qa")
-    assert claimed.id == second.id
+    claimed = fake_ledger.claim_delivery(first.id, A, "qa")
+    assert claimed.id == first.id
     assert claimed.status is Status.CLAIMED
     assert claimed.agent_id == A
-    assert list(_sent(fake_ledger)) == [first.id]
+    assert list(_sent(fake_ledger)) == [second.id]
     assert_consistent(fake_ledger)
 
 
-def test_a_message_whose_item_is_taken_claims_the_roles_longest_owed_item(fake_ledger: Ledger) -> None:
-    first, second, third = _sent_items(fake_ledger, 3)
-    fake_ledger.claim(second.id, B)  # e.g. a person's `swarm claim`, or a duplicate's first copy
-    instead = fake_ledger.claim_delivery(second.id, A, "qa")
-    assert instead.id == first.id, "any message of a role stands in for its longest-owed item"
-    assert fake_ledger.claim_delivery(second.id, A, "qa").id == third.id
+def test_the_next_message_of_a_role_claims_the_item_whose_message_was_lost(fake_ledger: Ledger) -> None:
+    lost, second, third = _sent_items(fake_ledger, 3)  # lost's message vanished in a dead consumer
+    assert fake_ledger.claim_delivery(second.id, A, "qa").id == lost.id, "the longest owed goes first"
+    assert fake_ledger.claim_delivery(third.id, A, "qa").id == second.id
+    assert fake_ledger.claim_delivery(lost.id, A, "qa").id == third.id, "a re-sent message takes the rest"
     with pytest.raises(ClaimConflict) as refused:
-        fake_ledger.claim_delivery(second.id, A, "qa")
-    assert refused.value.holder == B, "with nothing owed, the message's own refusal"
+        fake_ledger.claim_delivery(lost.id, B, "qa")
+    assert refused.value.holder == A, "with nothing owed, the message's own refusal"
+    assert _sent(fake_ledger) == {}
+    assert_consistent(fake_ledger)
+
+
+def test_a_message_claims_the_most_urgent_owed_item_first(fake_ledger: Ledger) -> None:
+    low = _sent_items(fake_ledger, 3)
+    urgent = fake_ledger.submit("hotfix", "now", role="qa", priority="critical")
+    fake_ledger.dispatched(Dispatch.of(urgent))
+    assert fake_ledger.claim_delivery(low[0].id, A, "qa").id == urgent.id
+
+
+def test_a_message_whose_send_is_not_confirmed_yet_claims_its_item_only_if_more_urgent(
+    fake_ledger: Ledger,
+) -> None:
+    owed = _sent_items(fake_ledger, 1)[0]  # medium
+    racing = fake_ledger.submit("feature", "consumed before its sender confirmed", role="qa", priority="high")
+    assert fake_ledger.claim_delivery(racing.id, A, "qa").id == racing.id, "more urgent than the head"
+    slower = fake_ledger.submit("feature", "same priority", role="qa")
+    assert fake_ledger.claim_delivery(slower.id, A, "qa").id == owed.id, "the head is owed longer"
+    assert fake_ledger.claim_delivery(slower.id, A, "qa").id == slower.id, "then its own"
+    assert_consistent(fake_ledger)
+
+
+def test_a_message_whose_item_is_taken_claims_another_owed_item(fake_ledger: Ledger) -> None:
+    first, second = _sent_items(fake_ledger, 2)
+    fake_ledger.claim(first.id, B)  # e.g. a person's `swarm claim`, or a duplicate's first copy
+    assert fake_ledger.claim_delivery(first.id, A, "qa").id == second.id
     assert_consistent(fake_ledger)
 
 
@@ -237,3 +269,11 @@ def test_the_dispatch_grace_is_bounded_by_the_lease(fake_ledger: Ledger) -> None
     assert due is not None
     assert due <= _now_ms(long) + 5000
     assert due >= before + 5000
+
+
+def test_the_sent_sets_rank_span_agrees_with_the_lua_prelude() -> None:
+    source = (resources.files("swarm") / "lua" / "_lib.lua").read_text(encoding="utf-8")
+    match = re.search(r"local SENT_RANK_SPAN = (\d+)", source)
+    assert match is not None
+    assert int(match.group(1)) == SENT_RANK_SPAN_MS
+    assert 3 * SENT_RANK_SPAN_MS + SENT_RANK_SPAN_MS - 1 < 2**53, "scores stay exact in Lua doubles"
