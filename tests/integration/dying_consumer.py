@@ -9,8 +9,8 @@ namespace's workers take, the process kills itself with SIGKILL:
 - ``unacked``: just after it: the message is parked in ``unacked`` until the visibility timeout.
 
 Either way the item was never claimed. "First" is decided by ``SET NX`` on a marker key (which
-records the message's work id), so exactly one process dies, once. This is the real kombu code path with a real SIGKILL at a chosen
-point, which a timing-based kill can hit only by luck.
+records the message's work id), so exactly one process dies, once. This is the real kombu code
+path with a real SIGKILL at a chosen point, which a timing-based kill can hit only by luck.
 """
 
 from __future__ import annotations
