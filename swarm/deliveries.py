@@ -79,7 +79,6 @@ class LedgerDeliveries(LedgerQueries):
         *,
         seen_ms: int,
         queued: int,
-        in_flight: Sequence[str] = (),
         hold_ms: int = 0,
         limit: int = REDELIVER_BATCH,
     ) -> tuple[int, list[Dispatch]]:
@@ -87,16 +86,13 @@ class LedgerDeliveries(LedgerQueries):
         and what to send (no confirmation needed: a send that never happens is missing again at
         the next pass).
 
-        ``seen_ms`` (Redis server time), ``queued`` and ``in_flight`` are one atomic observation
-        of the broker: the messages waiting in the role's queues, and the work ids of messages
-        consumers took within the in-flight window. At most ``limit`` are sent, and a re-send
+        ``seen_ms`` (Redis server time) and ``queued`` are one atomic observation of the broker:
+        the messages waiting in the role's queues. At most ``limit`` are sent, and a re-send
         holds off other passes for the role for ``hold_ms``. ``redeliver.lua`` explains the
         arithmetic.
         """
         checked_role = validation.enum_value(Role, role, "role").value
-        ids = [validation.work_id(w) for w in in_flight]
-        reply = self._call(
-            "redeliver", checked_role, int(seen_ms), int(queued), max(0, int(hold_ms)),
-            max(0, int(limit)), *ids,
-        )  # fmt: skip
+        counts = [validation.count(v, name) for name, v in
+                  (("seen_ms", seen_ms), ("queued", queued), ("hold_ms", hold_ms), ("limit", limit))]  # fmt: skip
+        reply = self._call("redeliver", checked_role, *counts)
         return int(reply[1]), _dispatches(reply[2])

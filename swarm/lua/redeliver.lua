@@ -1,41 +1,33 @@
 -- The redelivery pass for one role: puts back the queue messages the broker lost.
 --
 -- The caller observed the broker in one atomic step at `seen_ms` (Redis server time): the
--- messages waiting in the role's queues (`queued`), and the work ids of messages consumers took
--- less than the in-flight window ago, which may still be on their way to a claim (ARGV[8..]).
--- Every item in the sent set sent at or before `seen_ms` had a message pushed by then. Each
--- such message was, at `seen_ms`, still queued, in flight, or consumed; a consumed message claims
--- an owed item, which leaves the set, unless its consumer died first: the loss this pass exists
--- for. So
---   missing = owed items sent by seen_ms - queued - in flight (of those owed)
--- is a lower bound on the messages lost; duplicates and surplus messages only lower it.
+-- messages waiting in the role's queues (`queued`). Every item in the sent set sent at or before
+-- `seen_ms` had a message pushed by then. Each such message was, at `seen_ms`, still queued,
+-- taken by a consumer on its way to a claim, or consumed; a consumed message claims an owed item,
+-- which leaves the set, unless its consumer died first: the loss this pass exists for. So
+--   missing = owed items sent by seen_ms - queued
+-- counts the lost messages, plus the few on their way from a pop to a claim at that instant;
+-- duplicates and surplus messages only lower it.
 --
 -- It sends min(missing, ARGV[7]) messages, naming the role's most urgent owed items. Which items
 -- they name does not matter: any message of a role claims the role's most urgent owed item
 -- (claim_delivery.lua), so the lost message's item is claimed by the role's next message, and
--- the re-sent ones only restore the count. Callers pass as the limit the shortfall they saw at
--- their previous pass, so a message seen in the instant between a consumer's pop and its
--- bookkeeping is not taken for a lost one; and a re-send holds off other passes for the role for
--- ARGV[6] ms (one pass interval), by which time the re-sent messages are in the queue for them
--- to count.
--- ARGV: [3] role, [4] seen_ms, [5] queued, [6] hold ms, [7] limit, [8..] in-flight ids.
+-- the new ones only restore the count. Callers pass as the limit the least shortfall their
+-- passes saw over the in-flight window, so a message on its way to a claim is not taken for a
+-- lost one (a loss persists; a pop is over in moments), and a re-send holds off other passes
+-- for the role for ARGV[6] ms (one pass interval), by which time the new messages are in the
+-- queue for them to count.
+-- ARGV: [3] role, [4] seen_ms, [5] queued, [6] hold ms, [7] limit.
 -- Returns { 'ok', missing, flat list }: id, fence or '', type, role, priority and traceparent
 -- or '' of each item to send.
 local role, seen_ms, queued = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local sent = SENT_KEY[role]
-local in_flight = 0
-for i = 8, #ARGV do
-  local score = redis.call('ZSCORE', sent, ARGV[i])
-  if score and math.fmod(tonumber(score), SENT_RANK_SPAN) <= seen_ms then
-    in_flight = in_flight + 1
-  end
-end
 local owed = 0
 for rank = 0, 3 do
   local base = rank * SENT_RANK_SPAN
   owed = owed + redis.call('ZCOUNT', sent, fmt(base), fmt(base + seen_ms))
 end
-local missing = owed - queued - in_flight
+local missing = owed - queued
 local take = math.min(missing, tonumber(ARGV[7]))
 local out = {}
 if take <= 0 then
