@@ -92,7 +92,7 @@ class LedgerDeliveries(LedgerQueries):
         arithmetic.
         """
         checked_role = validation.enum_value(Role, role, "role").value
-        counts = [validation.count(v, name) for name, v in
-                  (("seen_ms", seen_ms), ("queued", queued), ("hold_ms", hold_ms), ("limit", limit))]  # fmt: skip
+        given = {"seen_ms": seen_ms, "queued": queued, "hold_ms": hold_ms, "limit": limit}
+        counts = [validation.count(value, name) for name, value in given.items()]
         reply = self._call("redeliver", checked_role, *counts)
         return int(reply[1]), _dispatches(reply[2])

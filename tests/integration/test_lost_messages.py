@@ -56,17 +56,11 @@ def test_a_consumer_killed_between_its_pop_and_its_claim_loses_no_item(
             redis_url, prefix, "developer", tmp_path / "dying.log", "-c", "1", env=dying_env
         ) as dying,
     ):
-        ids: list[str] = []
-        # The survivor takes the first item and is busy with it for a while, so a later message
-        # goes to the dying consumer, which takes it and dies before claiming it.
-        for n in range(4):
-            ids.append(client.submit("feature", f"item {n}", payload={"duration_s": 1.5}).id)
-            try:
-                wait_until(lambda: dying.poll() is not None, "the dying consumer to take a message", 5.0)
-                break
-            except AssertionError:
-                continue
-        assert dying.poll() is not None, "the dying consumer never took a message"
+        # Two idle consumers and three items that each take a while: whichever consumer takes
+        # the first is busy with it, so the other takes the second. The dying one dies with its
+        # message, before claiming the item.
+        ids = [client.submit("feature", f"item {n}", payload={"duration_s": 1.5}).id for n in range(3)]
+        wait_until(lambda: dying.poll() is not None, "the dying consumer to take a message and die", 30.0)
         killed_at = time.time()
         lost = ledger.client.get("{" + prefix + "}:test:died")  # the message the consumer died with
         assert lost in ids
