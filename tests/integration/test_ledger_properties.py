@@ -5,6 +5,11 @@ and checks each outcome (the result, or the exact error type) against a small in
 after every step the items, the registries, velocity and the event stream must agree with it.
 A lease running out is simulated exactly as Redis does it: the claim key disappears (and its
 lease registry score, the expiry time, is then in the past).
+
+Delivery is modelled too: an item that goes through the queues is owed a message from the step
+that makes it pending until a claim, first in the outbox, then (once a send is confirmed) in its
+role's sent set; an item filed for manual claims never is; a queue message claims its role's
+most urgent, longest-owed sent item.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from swarm.deliveries import SENT_RANK_SPAN_MS
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner, SwarmError
-from swarm.ledger import Ledger
+from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Priority, Role, Status, WorkItem
 from swarm.settings import Settings
 
@@ -59,6 +65,7 @@ submissions = st.fixed_dictionaries(
         "priority": st.sampled_from(list(Priority)),
         "points": st.integers(0, 5),
         "max_attempts": st.integers(1, 3),
+        "dispatch": st.booleans(),
     }
 )
 
@@ -79,6 +86,8 @@ class Model:
     progress: int = 0
     cancel_requested: bool = False
     live: bool = False  # the claim key exists (the lease has not run out)
+    manual: bool = False  # filed for manual claims: never owed a queue message
+    sent: bool = False  # pending and owed, with its send confirmed (in the sent set, not the outbox)
 
 
 def _attempt(call: Callable[[], T]) -> tuple[T | None, SwarmError | None]:
@@ -149,8 +158,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @staticmethod
     def _end_tenure(m: Model, to: Status) -> None:
         m.status, m.live = to, False
-        if to is Status.PENDING:  # a fresh start for the next claimer
-            m.last_holder, m.holder, m.progress = m.holder, None, 0
+        if to is Status.PENDING:  # a fresh start for the next claimer, owed a new send
+            m.last_holder, m.holder, m.progress, m.sent = m.holder, None, 0, False
 
     def _retry_target(self, m: Model) -> Status:
         """Where a lost lease or a retried failure leads: attempts + 1 first."""
@@ -174,14 +183,22 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.items) < MAX_ITEMS)
-    @rule(target=items_, fields=submissions, claim_for=st.none() | st.sampled_from(AGENTS))
-    def submit(self, fields: dict[str, Any], claim_for: str | None) -> str:
+    @rule(
+        target=items_,
+        fields=submissions,
+        claim_for=st.none() | st.sampled_from(AGENTS),
+        confirm=st.booleans(),
+    )
+    def submit(self, fields: dict[str, Any], claim_for: str | None, confirm: bool) -> str:
         item = self.ledger.submit("task", "x", claim_for=claim_for, **fields)
         assert all(item.id > older for older in self.items), "ids must sort by creation time"
-        m = Model(**fields, seq=len(self.items))
+        dispatch = fields.pop("dispatch")
+        m = Model(**fields, seq=len(self.items), manual=not dispatch)
         self.items[item.id] = m
         if claim_for is not None:
             self._claimed(m, claim_for, item)
+        elif confirm:  # its submitter sent the message and confirmed it, as the facade does
+            self.confirm_send(item.id)
         return item.id
 
     @rule(wid=items_, agent=st.sampled_from(AGENTS))
@@ -280,6 +297,41 @@ class LedgerMachine(RuleBasedStateMachine):
             if m.status is Status.PENDING:
                 m.status = Status.CANCELLED
 
+    @rule(wid=items_)
+    def confirm_send(self, wid: str) -> None:
+        m = self.items[wid]
+        owed = m.status is Status.PENDING and not m.manual
+        confirmed = self.ledger.dispatched(Dispatch.of(self.ledger.get(wid)))
+        assert confirmed is (owed and not m.sent), "a confirmation takes the item out of the outbox once"
+        m.sent = m.sent or owed
+
+    @rule(wid=items_, agent=st.sampled_from(AGENTS))
+    def deliver(self, wid: str, agent: str) -> None:
+        """A queue message for ``wid`` reaches a worker of its role."""
+        m = self.items[wid]
+        head = self.client.zrange(self.ledger.keys.sent(m.role), 0, 0)
+        named_ok = m.status is Status.PENDING and not m.manual
+        if named_ok and not m.sent and (not head or m.priority.rank < self.items[head[0]].priority.rank):
+            expected_id: str | None = wid  # its send is not confirmed yet, and it is more urgent
+        elif head:
+            expected_id = head[0]
+        else:
+            expected_id = wid if named_ok else None
+        got, error = _attempt(lambda: self.ledger.claim_delivery(wid, agent, m.role))
+        event(f"deliver: {'own' if expected_id == wid else 'other' if expected_id else type(error).__name__}")
+        if expected_id is None:
+            refusal = ClaimConflict if m.status in HELD else InvalidTransition
+            _expect(refusal, got, error)
+            return
+        _expect(None, got, error)
+        assert got is not None
+        assert got.id == expected_id, "the role's most urgent, longest-owed item"
+        claimed = self.items[got.id]
+        assert claimed.status is Status.PENDING
+        assert not claimed.manual
+        assert claimed.role is m.role
+        self._claimed(claimed, agent, got)
+
     @precondition(lambda self: any(m.live for m in self.items.values()))
     @rule(data=st.data())
     def expire_lease(self, data: st.DataObject) -> None:
@@ -353,6 +405,18 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.counts() == {s: sum(m.status is s for m in self.items.values()) for s in Status}
         velocity = {team: points for team, points in self.ledger.velocity().items() if points}
         assert velocity == {team: points for team, points in self.velocity.items() if points}
+
+    @invariant()
+    def every_queued_pending_item_is_owed_once(self) -> None:
+        keys = self.ledger.keys
+        outbox = set(self.client.zrange(keys.outbox, 0, -1))
+        owed = {w for w, m in self.items.items() if m.status is Status.PENDING and not m.manual}
+        assert outbox == {w for w in owed if not self.items[w].sent}, "owed, not yet sent"
+        for role in Role:
+            sent = dict(self.client.zrange(keys.sent(role), 0, -1, withscores=True))
+            assert set(sent) == {w for w in owed if self.items[w].sent and self.items[w].role is role}, role
+            for wid, score in sent.items():
+                assert int(score) // SENT_RANK_SPAN_MS == self.items[wid].priority.rank, "by priority first"
 
     @invariant()
     def each_completed_item_has_one_completed_event(self) -> None:
