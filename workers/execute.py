@@ -38,7 +38,7 @@ from swarm.models import Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper, tuning
-from workers.outage import within_lease
+from workers.outage import OutageOutlastedLease, within_lease
 from workers.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
@@ -256,25 +256,22 @@ def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem], lan
     """The fenced write of the outcome (in a ``swarm.<kind>`` span), tried again while Redis is
     unreachable and the lease lasts; a lost lease means another run owns the item now.
 
-    A try that could not reach Redis may have landed all the same (its reply was lost): when a
-    later try is refused, the item is read, and ``landing`` found there (this holder's fence and
-    agent) means the first one landed. A handoff is made once either way: it is part of the
-    completion's own atomic step, and its id is the item's ``next_id``.
+    A try whose reply was lost may have landed all the same, and then a retry (ours, or the
+    Redis client's own) is refused: so a refusal reads the item, and ``landing`` found there
+    (this holder's fence and agent) means that the write landed. A handoff is made once either
+    way: it is part of the completion's own atomic step, and its id is the item's ``next_id``.
     """
-    unsure = False  # a try failed after its command may have reached Redis
 
-    def lost_reply(exc: BaseException) -> None:
-        nonlocal unsure
-        unsure = True
+    def unreachable(exc: BaseException) -> None:
         ctx.log.warning("outcome_write_unreachable", kind=kind, reason=str(exc))
 
     try:
         with tracing.span(f"swarm.{kind}") as span:
             tracing.annotate(span, ctx.item, agent_id=ctx.agent_id, fence=ctx.fence)
             try:
-                item = within_lease(write, ctx.clock, kind, wait=_pause, on_unreachable=lost_reply)
+                item = within_lease(write, ctx.clock, kind, wait=_pause, on_unreachable=unreachable)
             except (LeaseLost, NotOwner, InvalidTransition) as exc:
-                if not unsure:
+                if isinstance(exc, OutageOutlastedLease):
                     raise
                 item = _read_landed(ctx, kind, landing, exc)
     except (LeaseLost, NotOwner) as exc:
@@ -293,9 +290,9 @@ def _read_landed(ctx: HandlerContext, kind: str, landing: Landing, refusal: Swar
         lambda: ledger.read(ledger.client.hgetall, key), ctx.clock, f"{kind} check", wait=_pause
     )
     if landing.matches(fields, ctx.agent_id, ctx.fence):
-        ctx.log.info("outcome_write_landed", kind=kind, detail="its reply was lost; a retry was refused")
+        ctx.log.info("outcome_write_landed", kind=kind, detail=f"its reply was lost; a retry got: {refusal}")
         return codec.item_from_hash(fields)
-    raise LeaseLost(f"{kind} of {ctx.item.id} did not land: {refusal}", holder=ctx.agent_id) from refusal
+    raise LeaseLost(str(refusal), holder=ctx.agent_id) from refusal  # e.g. another run finished it
 
 
 def _pause(seconds: float) -> bool:

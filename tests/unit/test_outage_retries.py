@@ -7,6 +7,7 @@ command reaches Redis (nothing written) or after it ran (written, but the reply 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from ledger_helpers import expire_lease
 
-from swarm.errors import LeaseLost, RedisUnavailable
+from swarm.errors import LeaseLost, RedisUnavailable, SwarmError
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
 from workers.context import HandlerContext
@@ -27,6 +28,7 @@ from workers.workflows import load_workflows
 A, B = "agent-a", "agent-b"
 UNREACHABLE = "unreachable"  # the command never reached Redis
 REPLY_LOST = "reply_lost"  # the command ran; its reply was lost with the connection
+RESENT = "resent"  # the command ran, its reply was lost, and the Redis client sent it again
 
 
 class FlakyLedger(Ledger):
@@ -46,6 +48,9 @@ class FlakyLedger(Ledger):
             if self.before_fault is not None:
                 self.before_fault()
             raise RedisUnavailable("injected: connection refused")
+        if fault == RESENT:
+            with contextlib.suppress(SwarmError):
+                super()._call(script, *args, agent=agent)
         reply = super()._call(script, *args, agent=agent)
         if fault == REPLY_LOST:
             raise RedisUnavailable("injected: connection lost before the reply")
@@ -85,6 +90,39 @@ def test_a_completion_whose_reply_was_lost_is_recognised_as_landed_and_hands_off
     assert kinds(fake_ledger, item.id).count(EventKind.COMPLETED) == 1
     stages = [i for i in fake_ledger.list(role="architect") if i.parent_id == item.id]
     assert [s.id for s in stages] == [run.next_id], "exactly one next stage"
+
+
+def test_a_completion_resent_by_the_redis_client_after_a_lost_reply_is_recognised_as_landed(
+    fake_ledger: Ledger,
+) -> None:
+    """redis-py retries a command whose connection dropped: the completion ran, and its resend
+    is refused, with no connection error ever reaching us."""
+    flaky = FlakyLedger(fake_ledger)
+    item = fake_ledger.submit("feature", "x", role="pm", workflow="feature", stage="pm")
+    flaky.faults["finish"] = [RESENT]
+    workflows = load_workflows(fake_ledger.settings.workflows_file)
+    run = execute(flaky, item.id, A, handlers=registry_with(done, Role.PM), workflows=workflows)
+    assert run.outcome is Outcome.COMPLETED
+    assert run.next_dispatch is not None
+    assert fake_ledger.get(item.id).next_id == run.next_id
+    assert kinds(fake_ledger, item.id).count(EventKind.COMPLETED) == 1
+
+
+def test_an_outcome_refused_as_another_run_finished_the_item_is_a_lost_lease(fake_ledger: Ledger) -> None:
+    flaky = FlakyLedger(fake_ledger)
+    item = fake_ledger.submit("task", "x")
+
+    def b_takes_over_and_completes() -> None:
+        expire_lease(fake_ledger, item.id)
+        fake_ledger.reap()
+        fake_ledger.complete(item.id, B, fence=fake_ledger.claim(item.id, B).fence, result="b's")
+
+    flaky.faults["finish"] = [UNREACHABLE]
+    flaky.before_fault = b_takes_over_and_completes
+    run = execute(flaky, item.id, A, handlers=registry_with(done))
+    assert run.outcome is Outcome.LEASE_LOST
+    stored = fake_ledger.get(item.id)
+    assert (stored.agent_id, stored.result) == (B, "b's")
 
 
 def test_a_completion_that_cannot_reach_redis_lands_when_it_comes_back(fake_ledger: Ledger) -> None:
