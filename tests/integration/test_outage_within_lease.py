@@ -108,14 +108,17 @@ LONG_WORK_S = 4.0
 
 
 def test_an_outage_that_outlasts_the_lease_reruns_the_item_exactly_once(prefix: str, tmp_path: Path) -> None:
+    """Two workers: the holder's, and another that is idle when Redis goes down (whichever runs
+    the item again, it must run exactly once more)."""
     settings = Settings(key_prefix=prefix, redis_url=None)
     env = {"SWARM_LEASE_SECONDS": str(LONG_LEASE_S)}
-    log = tmp_path / "dev.log"
+    logs = [tmp_path / "dev-a.log", tmp_path / "dev-b.log"]
     with private_redis(tmp_path) as server:
         client = Swarm(server.url, agent_id="pm-1", settings=settings)
         with (
             running_beat(server.url, prefix, tmp_path / "beat.log", env=env),
-            running_worker(server.url, prefix, "developer", log, "-c", "2", env=env),
+            running_worker(server.url, prefix, "developer", logs[0], "-c", "1", env=env),
+            running_worker(server.url, prefix, "developer", logs[1], "-c", "1", env=env),
         ):
             wid = client.submit("feature", "outlived by an outage", payload={"duration_s": LONG_WORK_S}).id
             wait_until(
@@ -124,33 +127,33 @@ def test_an_outage_that_outlasts_the_lease_reruns_the_item_exactly_once(prefix: 
                 DEADLINE_S,
             )
             first = client.ledger.get(wid)
-            outage(server, LONG_OUTAGE_S)
+            down = outage(server, LONG_OUTAGE_S)
             ledger = Ledger.from_url(server.url, settings)
             wait_until(
                 lambda: statuses(ledger, [wid]) == [Status.COMPLETED],
                 "the item to be re-run and completed",
                 DEADLINE_S,
-                explain=lambda: log.read_text(errors="replace")[-5000:],
+                explain=lambda: "\n".join(log.read_text(errors="replace")[-3000:] for log in logs),
             )
-            wait_until(lambda: len(task_outcomes(log)) == 2, "both runs' tasks to end", DEADLINE_S)
+        print(f"\nRedis did not answer for {down:.2f} s of a {LONG_LEASE_S} s lease")
         seen = [e for e in events(ledger) if e.work_id == wid]
         kinds = [e.event for e in seen]
         assert kinds.count(EventKind.LEASE_EXPIRED) == 1, f"reaped once: {kinds}"
         assert kinds.count(EventKind.CLAIMED) == 2, f"run again exactly once: {kinds}"
         assert kinds.count(EventKind.COMPLETED) == 1, f"completed once: {kinds}"
         done = ledger.get(wid)
-        assert done.attempts == 1
+        assert done.attempts == 1, "the lost lease cost one attempt"
         assert first.fence is not None
         assert done.fence is not None
         assert done.fence > first.fence, "the second claim completed it"
         completed = next(e for e in seen if e.event is EventKind.COMPLETED)
         assert completed.fence == done.fence
-        reaped_at = next(i for i, e in enumerate(seen) if e.event is EventKind.LEASE_EXPIRED)
-        stale = [e.event for e in seen[reaped_at:] if e.fence == first.fence and e.agent_id == first.agent_id]
-        assert stale == [EventKind.LEASE_EXPIRED], f"the stale holder wrote nothing after its lease: {kinds}"
-        assert sorted(task_outcomes(log)) == ["completed", "lease_lost"]
-        assert "OutageOutlastedLease" in log.read_text(errors="replace") or "lease_lost" in log.read_text(
-            errors="replace"
-        )
+        reaped_at = kinds.index(EventKind.LEASE_EXPIRED)
+        stale = [e.event for e in seen[reaped_at + 1 :] if e.fence == first.fence]
+        assert stale == [], f"the stale holder wrote nothing after its lease: {kinds}"
+        text = "".join(log.read_text(errors="replace") for log in logs)
+        lines = text.splitlines()
+        gave_up = [line for line in lines if '"lease_lost"' in line and str(first.agent_id) in line]
+        assert gave_up, "the stale holder learnt that its lease was lost"
         client.close()
         ledger.client.close()
