@@ -57,7 +57,10 @@ WORK_S = 6.0  # each item works this long, reporting progress every WORK_S / 4
 ITEMS = 3
 
 
-def test_an_outage_shorter_than_the_lease_costs_no_attempt_and_no_lease(prefix: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_an_outage_shorter_than_the_lease_costs_no_attempt_and_no_lease(
+    pool: str, prefix: str, tmp_path: Path
+) -> None:
     settings = Settings(key_prefix=prefix, redis_url=None)
     env = {"SWARM_LEASE_SECONDS": str(SHORT_LEASE_S)}
     log = tmp_path / "dev.log"
@@ -65,7 +68,7 @@ def test_an_outage_shorter_than_the_lease_costs_no_attempt_and_no_lease(prefix: 
         client = Swarm(server.url, agent_id="pm-1", settings=settings)
         with (
             running_beat(server.url, prefix, tmp_path / "beat.log", env=env),
-            running_worker(server.url, prefix, "developer", log, "-c", str(ITEMS), env=env),
+            running_worker(server.url, prefix, "developer", log, "-P", pool, "-c", str(ITEMS), env=env),
         ):
             ids = [
                 client.submit("feature", f"works through a blip {n}", payload={"duration_s": WORK_S}).id
