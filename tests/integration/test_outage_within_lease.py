@@ -100,12 +100,14 @@ def test_an_outage_shorter_than_the_lease_costs_no_attempt_and_no_lease(
             assert kinds.count(EventKind.COMPLETED) == 1, f"{wid} completed once: {kinds}"
             assert EventKind.LEASE_EXPIRED not in kinds, f"{wid} kept its lease: {kinds}"
             assert EventKind.FAILED not in kinds, f"{wid} had no failed attempt: {kinds}"
-        assert task_outcomes(log) == ["completed"] * ITEMS
+        outcomes = task_outcomes(log)  # a redelivery of a message restored at the drop is skipped
+        assert outcomes.count("completed") == ITEMS
+        assert set(outcomes) <= {"completed", "skipped"}, outcomes
         client.close()
         ledger.client.close()
 
 
-LONG_LEASE_S = 2.0  # the second test's lease: the outage outlasts it
+LONG_LEASE_S = 3.0  # the second test's lease (heartbeats every second): the outage outlasts it
 LONG_OUTAGE_S = LONG_LEASE_S + 2.0  # down for longer than a whole lease, even unloaded
 LONG_WORK_S = 4.0
 
