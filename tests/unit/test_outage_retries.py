@@ -18,6 +18,7 @@ from ledger_helpers import expire_lease
 from swarm.errors import LeaseLost, RedisUnavailable, SwarmError
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
+from tests.integration.polling import wait_until
 from workers.context import HandlerContext
 from workers.execute import Outcome, execute
 from workers.handlers import HandlerRegistry, TransientError
@@ -242,3 +243,34 @@ def test_within_lease_gives_up_at_once_when_the_lease_has_already_run_out() -> N
     with pytest.raises(OutageOutlastedLease):
         within_lease(unreachable, clock, "write", wait=lambda _s: False)
     assert len(tries) == 1
+
+
+def test_a_release_whose_reply_was_lost_is_recognised_as_landed(fake_ledger: Ledger) -> None:
+    """A cancelled run gives its item back; the release's reply is lost and its retry refused."""
+    flaky = FlakyLedger(fake_ledger)
+    item = fake_ledger.submit("task", "x", max_attempts=5)
+
+    def cancelled_meanwhile(item: WorkItem, ctx: HandlerContext) -> None:
+        ctx.mark_cancelled()  # as the lease keeper does when a heartbeat says so
+
+    flaky.faults["release"] = [REPLY_LOST]
+    run = execute(flaky, item.id, A, handlers=registry_with(cancelled_meanwhile))
+    assert flaky.calls["release"] == 2
+    assert run.outcome is Outcome.RETRY, "back to pending, by our release"
+    stored = fake_ledger.get(item.id)
+    assert (stored.status, stored.attempts) == (Status.PENDING, 0), "a release costs no attempt"
+    assert kinds(fake_ledger, item.id).count(EventKind.RELEASED) == 1
+
+
+def test_the_lease_keeper_rides_out_an_outage_shorter_than_the_lease(fake_ledger: Ledger) -> None:
+    lease = 30.0
+    flaky = FlakyLedger(fake_ledger)
+    item = fake_ledger.claim(fake_ledger.submit("task", "x").id, A, lease_seconds=lease)
+    ctx = HandlerContext(flaky, item, A, lease_seconds=lease)
+    flaky.faults["heartbeat"] = [UNREACHABLE, UNREACHABLE]
+    keeper = LeaseKeeper(ctx, lease)
+    keeper.interval = 0.05  # beat often, so that the test sees the outage and the recovery at once
+    with keeper:
+        wait_until(lambda: flaky.calls.get("heartbeat", 0) >= 3, "the heartbeat to be tried until it lands")
+    assert not ctx.lease_lost
+    assert fake_ledger.get(item.id).status is Status.CLAIMED
