@@ -57,7 +57,13 @@ class LedgerDeliveries(LedgerQueries):
         return bool(self._call("dispatched", validation.work_id(dispatch.work_id), fence)[1])
 
     def claim_delivery(
-        self, work_id: str, agent_id: str, role: Role | str, *, lease_seconds: float | None = None
+        self,
+        work_id: str,
+        agent_id: str,
+        role: Role | str,
+        *,
+        lease_seconds: float | None = None,
+        delivery_id: str | None = None,
     ) -> WorkItem:
         """Claims for a queue message of ``role`` naming ``work_id``: the role's most urgent,
         longest-owed item, which is normally the message's own (``claim_delivery.lua`` says when
@@ -65,11 +71,14 @@ class LedgerDeliveries(LedgerQueries):
         ``InvalidTransition``, ``NotFound``).
 
         Items filed for manual claims, and items in a retry's backoff, are not claimed this way.
+        ``delivery_id`` (the message's task id) makes the claim idempotent: the same delivery by
+        the same agent within the lease gets back the item it claimed (a lost reply, a retry).
         """
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         checked_role = validation.enum_value(Role, role, "role").value
+        delivery = validation.note(delivery_id or "")
         reply = self._call(
-            "claim_delivery", wid, agent, self._lease(lease_seconds), checked_role, agent=agent
+            "claim_delivery", wid, agent, self._lease(lease_seconds), checked_role, delivery, agent=agent
         )
         return codec.item_from_hash(codec.pairs(reply[1]))
 

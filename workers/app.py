@@ -175,12 +175,15 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     deadline = time.monotonic() + REDIS_OUTAGE_PATIENCE_S
     while True:
         try:
-            run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role)
+            run = execute(
+                ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role,
+                delivery_id=execute_item.request.id,
+            )  # fmt: skip
             break
         except RedisUnavailable:
-            # Redis is restarting: once this message is acked nothing would send the item
-            # again, so wait for it. Trying again is safe: a claim whose reply was lost is
-            # skipped now and comes back through the lease reaper.
+            # Redis is restarting: wait for it, rather than ack the message and leave the
+            # redelivery pass to replace it. Trying again is safe: a claim whose reply was lost
+            # gets its item back (the delivery id), and is not made twice.
             if time.monotonic() > deadline:
                 raise
             time.sleep(REDIS_RETRY_PAUSE_S)

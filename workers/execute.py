@@ -108,11 +108,14 @@ def execute(
     workflows: Mapping[str, Workflow] | None = None,
     lease_seconds: float | None = None,
     role: Role | str | None = None,
+    delivery_id: str | None = None,
 ) -> Execution:
     """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome.
 
-    Without ``lease_seconds``, the claim uses the lease the improvement cycle tuned for the
-    item's role (``role``, when the caller knows it, saves reading it), else the default.
+    With ``role`` it is a queue message's claim (``Ledger.claim_delivery``): the role's most
+    urgent owed item, normally ``work_id``; ``delivery_id`` (the message's task id) makes a
+    retried claim get back the item it already claimed. Without ``lease_seconds``, the claim uses
+    the lease the improvement cycle tuned for the item's role, else the default.
     """
     known = {"work_id": work_id, "agent_id": agent_id}
     if role is not None:
@@ -127,7 +130,9 @@ def execute(
                 if role is None:
                     item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
                 else:  # a queue message: this item, or another its role still owes a delivery
-                    item = ledger.claim_delivery(work_id, agent_id, role, lease_seconds=lease_seconds)
+                    item = ledger.claim_delivery(
+                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id
+                    )
                 tracing.annotate(span, item)
         except (ClaimConflict, InvalidTransition, NotFound) as exc:
             log.info("skipped", reason=str(exc))

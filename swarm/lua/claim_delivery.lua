@@ -6,15 +6,55 @@
 -- sent set yet (its sender has not confirmed the send) and more urgent than the set's head, or
 -- when the set is empty.
 -- Not claimed through a message: an item filed for manual claims, and one in a retry's backoff
--- (it is sent when the backoff ends). ARGV: [3] id, [4] agent, [5] lease ms, [6] the message's
--- role. Returns claim.lua's replies; with nothing to claim, the message's own item's refusal.
-local id, agent, lease_ms, role = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+-- (it is sent when the backoff ends).
+-- The claim is idempotent per delivery (ARGV[7], the message's task id, or ''): the item it
+-- claimed records it (`delivery`), and so does the message's own item when another was claimed
+-- instead (`stood_in`, '<delivery>:<id>'). The same delivery by the same agent within the lease
+-- (a claim whose reply was lost, re-sent by the client or retried by the worker) gets the item
+-- it already claimed back, rather than a second one.
+-- ARGV: [3] id, [4] agent, [5] lease ms, [6] the message's role, [7] delivery id or ''.
+-- Returns claim.lua's replies; with nothing to claim, the message's own item's refusal.
+local id, agent, lease_ms, role, delivery = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local now = now_us()
 local sent = SENT_KEY[role]
-local f = redis.call('HMGET', ITEM_PREFIX .. id, 'status', 'manual', 'retry_at', 'priority')
+local ik = ITEM_PREFIX .. id
+local f = redis.call('HMGET', ik, 'status', 'manual', 'retry_at', 'priority', 'stood_in')
 if not f[1] or not sent then
   return { 'err', 'not_found', id }
 end
+
+local function claimed_by_this_delivery(cid)
+  local c = redis.call('HMGET', ITEM_PREFIX .. cid, 'delivery', 'status', 'agent_id', 'claimed_at')
+  return c[1] == delivery and HELD[c[2]] and c[3] == agent and now - tonumber(c[4]) < lease_ms * 1000
+end
+
+local function claim(cid)
+  local reply = do_claim(cid, agent, lease_ms, now)
+  if reply[1] == 'ok' and delivery ~= '' then
+    redis.call('HSET', ITEM_PREFIX .. cid, 'delivery', delivery)
+    if cid ~= id then
+      redis.call('HSET', ik, 'stood_in', delivery .. ':' .. cid)
+      reply = ok_item(ITEM_PREFIX .. cid)
+    else
+      reply = ok_item(ik)
+    end
+  end
+  return reply
+end
+
+if delivery ~= '' then
+  if claimed_by_this_delivery(id) then
+    return ok_item(ik)
+  end
+  local prefix = delivery .. ':'
+  if f[5] and string.sub(f[5], 1, #prefix) == prefix then
+    local other = string.sub(f[5], #prefix + 1)
+    if claimed_by_this_delivery(other) then
+      return ok_item(ITEM_PREFIX .. other)
+    end
+  end
+end
+
 local refusal = nil
 if f[1] ~= 'pending' then
   refusal = { 'err', 'transition', id, f[1], 'claim' }
@@ -29,14 +69,14 @@ end
 local head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
 if not refusal and not redis.call('ZSCORE', sent, id) then
   if #head == 0 or RANK[f[4]] < math.floor(tonumber(head[2]) / SENT_RANK_SPAN) then
-    return do_claim(id, agent, lease_ms, now)
+    return claim(id)
   end
 end
 for _ = 1, 16 do
   if #head == 0 then
     break
   end
-  local reply = do_claim(head[1], agent, lease_ms, now)
+  local reply = claim(head[1])
   if reply[1] == 'ok' then
     return reply
   end
@@ -44,6 +84,6 @@ for _ = 1, 16 do
   head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
 end
 if not refusal then
-  return do_claim(id, agent, lease_ms, now)
+  return claim(id)
 end
 return refusal

@@ -267,3 +267,23 @@ def test_the_sent_sets_rank_span_agrees_with_the_lua_prelude() -> None:
     assert match is not None
     assert int(match.group(1)) == SENT_RANK_SPAN_MS
     assert 3 * SENT_RANK_SPAN_MS + SENT_RANK_SPAN_MS - 1 < 2**53, "scores stay exact in Lua doubles"
+
+
+def test_a_delivery_claimed_again_by_its_agent_gets_the_same_item_back(fake_ledger: Ledger) -> None:
+    first, second, third = _sent_items(fake_ledger, 3)
+    own = fake_ledger.claim_delivery(first.id, A, "qa", delivery_id="task-1")
+    again = fake_ledger.claim_delivery(first.id, A, "qa", delivery_id="task-1")  # its reply was lost
+    assert again.id == own.id == first.id
+    assert again.fence == own.fence, "the same claim, not a new one"
+    fake_ledger.claim(second.id, B)
+    stand_in = fake_ledger.claim_delivery(second.id, A, "qa", delivery_id="task-2")
+    assert stand_in.id == third.id
+    assert fake_ledger.claim_delivery(second.id, A, "qa", delivery_id="task-2").id == third.id
+    assert _sent(fake_ledger) == {}
+    fresh = _sent_items(fake_ledger, 1)[0]
+    assert fake_ledger.claim_delivery(second.id, A, "qa", delivery_id="task-3").id == fresh.id
+    with pytest.raises(ClaimConflict):  # another agent's copy of the message takes nothing
+        fake_ledger.claim_delivery(first.id, B, "qa", delivery_id="task-1")
+    claimed = [e for e in fake_ledger.events(50) if e.event is EventKind.CLAIMED]
+    assert len(claimed) == 4, "one claim per item, whatever was retried"
+    assert_consistent(fake_ledger)
