@@ -208,8 +208,22 @@ def _run(
         return _fail(ctx, f"unrecordable result: {exc}")
 
 
+REASON_MAX_CHARS = 8192  # a failure's reason is kept to this; a handler's message may be anything
+
+
+def recordable(reason: str) -> str:
+    """A failure reason the ledger accepts: valid UTF-8 (lone surrogates replaced), cut short
+    (well under the ledger's note cap), so that no exception text can make the failure itself
+    unrecordable."""
+    text = reason.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > REASON_MAX_CHARS:
+        text = text[: REASON_MAX_CHARS - 20] + f"... ({len(reason)} chars)"
+    return text
+
+
 def _fail(ctx: HandlerContext, reason: str, *, retry: bool = False, backoff: float = 0.0) -> Execution:
     """Fails the claimed item (``retry``: back to pending after ``backoff``, or dead)."""
+    reason = recordable(reason)
     ledger, wid, agent_id, fence = ctx.ledger, ctx.item.id, ctx.agent_id, ctx.fence
     if retry:
         failed = Landing(
