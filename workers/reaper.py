@@ -1,5 +1,5 @@
-"""The lease reaper (run by the leading beat), and the dispatch sweep and redelivery pass (run in
-every worker).
+"""The lease reaper (run by the leading beat and by every worker), and the dispatch sweep and
+redelivery pass (run in every worker).
 
 ``Ledger.reap`` moves each expired item atomically, so a reaper that runs twice (two beats
 during a hand-over, a manual ``swarm reap``) still returns each item once. ``Ledger.due_dispatches``
@@ -52,9 +52,11 @@ def sweep(ledger: Ledger, send: Send) -> int:
 
 
 class UpkeepThread:
-    """Sweeps the outbox every ``SWEEP_INTERVAL_S``, runs the redelivery pass every
-    ``redeliver_interval``, and renews this process's agents' heartbeats (``agents()``) every
-    third of a lease, so that an idle worker reads as alive."""
+    """Sweeps the outbox every ``SWEEP_INTERVAL_S``, reaps expired leases every
+    ``reaper_interval`` (as the leading beat does: a killed beat's lock would otherwise stop
+    all reaping until it times out), runs the redelivery pass every ``redeliver_interval``, and
+    renews this process's agents' heartbeats (``agents()``) every third of a lease, so that an
+    idle worker reads as alive. None of it takes a pool slot."""
 
     def __init__(self, ledger: Ledger, send: Send, agents: Callable[[], list[str]] = list) -> None:
         self.ledger = ledger
@@ -63,6 +65,7 @@ class UpkeepThread:
         self.redelivery = Redelivery(ledger, send)
         self._seen_every = ledger.settings.lease_seconds / 3
         self._redeliver_every = ledger.settings.redeliver_interval_seconds
+        self._reap_every = ledger.settings.reaper_interval_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="swarm-upkeep", daemon=True)
 
@@ -75,12 +78,15 @@ class UpkeepThread:
             self._thread.join(timeout=self.ledger.settings.socket_timeout + 5)
 
     def _run(self) -> None:
-        next_seen = next_redelivery = 0.0
+        next_seen = next_reap = next_redelivery = 0.0
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
                 if time.monotonic() >= next_seen:
                     next_seen = time.monotonic() + self._seen_every
                     self.ledger.agents_seen(self.agents())
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + self._reap_every
+                    reap(self.ledger)
                 sweep(self.ledger, self.send)
                 if time.monotonic() >= next_redelivery:
                     next_redelivery = time.monotonic() + self._redeliver_every
