@@ -85,6 +85,8 @@ class Report:
             f"recovery times: {len(measured)} measured"
             + (f", median {statistics.median(measured):.1f}s, max {max(measured):.1f}s" if measured else ""),
             *(f"  {_recovery(r, self.rel)}" for r in v.recoveries),
+            "longest waits from pending to the next claim: "
+            + ", ".join(f"{s:.1f}s ({i.role.value} {i.id})" for s, i in v.longest_waits),
             f"lost {len(v.lost)}, duplicated {len(v.duplicated)}, stuck {len(v.stuck)}, metric mismatches "
             f"{len(v.metrics)}, unrequested exits {len(self.supervisor.unrequested)}, slow recoveries "
             f"{len(self.slow())}",

@@ -14,6 +14,7 @@ from swarm.models import Agent, Event, EventKind, Role, Status, WorkItem
 from .faults import Done, Fault, Held
 
 HANDOFF_DETAIL = "handoff from "  # the `submitted` event of a next-stage item (lua/_lib.lua hand_off)
+LONGEST_WAITS = 5  # the longest pending-to-claim waits printed
 EVENTS_QUOTED = 6  # the last events quoted for a lost or stuck item
 HELD = (Status.PENDING, Status.CLAIMED, Status.IN_PROGRESS)  # an item in one of these at the end is stuck
 NEAR_BEFORE_S = 30.0  # a beat kill this long before a slow recovery may explain it: the dead
@@ -38,6 +39,7 @@ class Verdict:
     stuck: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
+    longest_waits: list[tuple[float, WorkItem]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Judge:
         verdict.stuck = [self.where(i) for i in self.run.items if i.status in HELD]
         self._metrics(verdict)
         verdict.recoveries = self._recoveries(bound_s)
+        verdict.longest_waits = self.longest_waits(LONGEST_WAITS)
         return verdict
 
     def _lost(self, verdict: Verdict) -> None:
@@ -185,11 +188,41 @@ class Judge:
             for held in fault.held:
                 events = self.by_item.get(held.work_id, [])
                 if any(e.event is EventKind.COMPLETED and e.fence == held.fence for e in events):
-                    continue  # it finished before the kill landed: nothing to recover
+                    found += self._handoff_recovery(fault, held, bound_s)
+                    continue
                 again = [e for e in events if e.event is EventKind.CLAIMED and (e.fence or 0) > held.fence]
                 seconds = again[0].at.timestamp() - fault.at if again else None
                 found.append(Recovery(fault, held, seconds, self._context(fault, seconds, bound_s)))
         return found
+
+    def _handoff_recovery(self, fault: Done, held: Held, bound_s: float) -> list[Recovery]:
+        """The holder completed its item just before the kill: what the kill may have interrupted
+        is the send of the next stage's message, so the next stage's first claim is measured."""
+        item = self.items.get(held.work_id)
+        child = item.next_id if item is not None else None
+        if child is None:
+            return []  # the last stage: nothing is owed to anyone
+        claims = [e for e in self.by_item.get(child, []) if e.event is EventKind.CLAIMED]
+        if claims and claims[0].at.timestamp() <= fault.at:
+            return []  # the next stage was already running
+        seconds = claims[0].at.timestamp() - fault.at if claims else None
+        note = f" (it completed just before the kill: measured on its handoff {child})"
+        return [Recovery(fault, held, seconds, note + self._context(fault, seconds, bound_s))]
+
+    def longest_waits(self, count: int) -> list[tuple[float, WorkItem]]:
+        """The longest times an item waited pending (submitted, reaped, released or retried)
+        until its next claim: a figure to read beside the recovery times."""
+        waits: list[tuple[float, WorkItem]] = []
+        for wid, events in self.by_item.items():
+            item = self.items.get(wid)
+            since: float | None = None
+            for event in events:
+                if event.event is EventKind.CLAIMED and since is not None and item is not None:
+                    waits.append((event.at.timestamp() - since, item))
+                    since = None
+                elif event.status is Status.PENDING:
+                    since = event.at.timestamp()
+        return sorted(waits, key=lambda w: -w[0])[:count]
 
     def _context(self, fault: Done, seconds: float | None, bound_s: float) -> str:
         """Other faults between the kill and its recovery (or the bound), that may explain a wait."""
