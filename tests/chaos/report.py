@@ -51,7 +51,10 @@ def done_faults(faults: list[Done]) -> Counter[Fault]:
 
 def _recovery(r: Recovery, rel: Callable[[float], str]) -> str:
     took = "never claimed again" if r.seconds is None else f"claimed again after {r.seconds:.1f}s"
-    return f"{r.held.work_id}: {r.fault.fault.value} at {rel(r.fault.at)} ({r.fault.target}), {took}{r.note}"
+    return (
+        f"{r.held.work_id}: {r.fault.fault.value} at {rel(r.fault.at)} ({r.fault.target}), {took}{r.note}"
+        f"; its events since: {r.trail or 'none'}"
+    )
 
 
 @dataclass(frozen=True)

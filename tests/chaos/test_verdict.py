@@ -137,6 +137,7 @@ def test_recovery_is_timed_from_the_kill_to_the_next_claim() -> None:
     verdict = judge(items, events, counters=counters, faults=[kill])
     [recovery] = verdict.recoveries
     assert recovery.seconds == 12.0
+    assert recovery.trail == "lease_expired +6.0s, claimed +13.5s, completed +14.0s"
     assert verdict.longest_waits[0][0] == 7.5  # pending at 6 s (reaped), claimed at 13.5 s
     assert verdict.metrics == []
 

@@ -27,6 +27,7 @@ class Recovery:
     held: Held
     seconds: float | None  # from the fault to the item's next claim; None: never claimed again
     note: str = ""
+    trail: str = ""  # the measured item's events from the fault on: where the time went
 
 
 @dataclass
@@ -192,7 +193,8 @@ class Judge:
                     continue
                 again = [e for e in events if e.event is EventKind.CLAIMED and (e.fence or 0) > held.fence]
                 seconds = again[0].at.timestamp() - fault.at if again else None
-                found.append(Recovery(fault, held, seconds, self._context(fault, seconds, bound_s)))
+                note = self._context(fault, seconds, bound_s)
+                found.append(Recovery(fault, held, seconds, note, self.trail(held.work_id, fault.at)))
         return found
 
     def _handoff_recovery(self, fault: Done, held: Held, bound_s: float) -> list[Recovery]:
@@ -207,7 +209,12 @@ class Judge:
             return []  # the next stage was already running
         seconds = claims[0].at.timestamp() - fault.at if claims else None
         note = f" (it completed just before the kill: measured on its handoff {child})"
-        return [Recovery(fault, held, seconds, note + self._context(fault, seconds, bound_s))]
+        note += self._context(fault, seconds, bound_s)
+        return [Recovery(fault, held, seconds, note, self.trail(child, fault.at))]
+
+    def trail(self, work_id: str, since: float) -> str:
+        events = [e for e in self.by_item.get(work_id, []) if e.at.timestamp() >= since][:EVENTS_QUOTED]
+        return ", ".join(f"{e.event.value} {self.rel(e.at.timestamp())}" for e in events)
 
     def longest_waits(self, count: int) -> list[tuple[float, WorkItem]]:
         """The longest times an item waited pending (submitted, reaped, released or retried)
