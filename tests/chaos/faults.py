@@ -119,11 +119,12 @@ class Chaos:
         """Every held item by its holder's pid; empty while Redis does not answer."""
         found: dict[int, list[Held]] = {}
         try:
-            items = [
+            listed = [
                 *self.ledger.list(Status.CLAIMED, limit=10_000),
                 *self.ledger.list(Status.IN_PROGRESS, limit=10_000),
             ]
-            for item in items:
+            items = {i.id: i for i in listed}  # one that moved on between the two reads is listed twice
+            for item in items.values():
                 pid = self._agent_pid(item.agent_id) if item.agent_id else None
                 if pid is not None and item.fence is not None:
                     held = Held(item.id, item.fence, item.attempts, item.max_attempts)
@@ -154,9 +155,20 @@ class Chaos:
 
     # -- the faults -----------------------------------------------------------------------------
 
+    def _stoppable(self) -> dict[str, Proc]:
+        """The workers whose role keeps another ready worker: the harness never takes a role's
+        last capacity away (a replacement takes seconds to start on a loaded machine), so that a
+        slow recovery is never its own doing."""
+        live = self.fleet.live("worker")
+        return {
+            p.name: p
+            for p in live
+            if any(o is not p and o.role == p.role and self.fleet.is_ready(o) for o in live)
+        }
+
     def _kill_worker(self) -> Done:
         """kill -9 of a whole worker: its main process and its pool children at once."""
-        workers = {p.name: p for p in self.fleet.live("worker")}
+        workers = self._stoppable()
         chosen = self._choose([(name, [p.pid, *children(p.pid)]) for name, p in sorted(workers.items())])
         if chosen is None:
             return Done(
@@ -186,7 +198,7 @@ class Chaos:
         return Done(Fault.KILL_CHILD, time.time(), name, held, measured=True)
 
     def _term_worker(self) -> Done:
-        workers = {p.name: p for p in self.fleet.live("worker")}
+        workers = self._stoppable()
         chosen = self._choose([(name, [p.pid, *children(p.pid)]) for name, p in sorted(workers.items())])
         if chosen is None:
             return Done(Fault.TERM_WORKER, time.time(), "skipped: no worker may be stopped")

@@ -43,6 +43,7 @@ class Proc:
     started_at: float
     requested: str | None = None  # what the harness did to end it, e.g. "kill -9"
     exited_at: float | None = None
+    ready: bool = False  # its log said so once
 
     @property
     def pid(self) -> int:
@@ -115,12 +116,16 @@ class Fleet:
         assert proc.pool is not None
         return self.start_worker(proc.role, proc.pool, proc.concurrency)
 
+    @staticmethod
+    def is_ready(proc: Proc) -> bool:
+        """Started and serving: a worker consuming, a beat leading or waiting for the lock."""
+        if not proc.ready:
+            proc.ready = (WORKER_READY if proc.kind == "worker" else BEAT_READY) in proc.log.read_bytes()
+        return proc.ready and proc.alive
+
     def wait_ready(self, procs: Iterable[Proc]) -> None:
         waiting = list(procs)
-
-        def ready(proc: Proc) -> bool:
-            marker = WORKER_READY if proc.kind == "worker" else BEAT_READY
-            return marker in proc.log.read_bytes()
+        ready = self.is_ready
 
         wait_until(
             lambda: all(ready(p) or not p.alive for p in waiting),
