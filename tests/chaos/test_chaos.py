@@ -10,7 +10,9 @@ and one Redis restart. What the harness kills or stops it replaces at once, so e
 capacity; a process that exits unasked is recorded (with its last log lines) and replaced too.
 
 ``SWARM_CHAOS_SEED`` (default below) and ``SWARM_CHAOS_SECONDS`` (the fault window) vary the
-run; the seed is printed, and so are the recovery times of every item a kill interrupted.
+run; the seed is printed, and so are the recovery times of every item a kill interrupted. The
+seed fixes the schedule (each fault's kind and time, each feature's durations and points); which
+process a fault hits depends on what is held at that moment, as it would in production.
 """
 
 from __future__ import annotations
