@@ -28,6 +28,7 @@ FAULT_GAP_S = (2.0, 4.0)  # seconds between two worker faults, drawn uniformly
 REDIS_RESTART_AT = (0.35, 0.65)  # the one Redis restart, as a fraction of the fault window
 BEAT_KILLS_AT = ((0.15, 0.3), (0.7, 0.85))  # the leading beat's kills, likewise
 SPARE_ATTEMPTS = 2  # an item a fault interrupts keeps at least this many attempts (see below)
+NO_VICTIM = "every worker is its role's last ready one, or holds an item with no spare attempt"
 
 
 class Fault(StrEnum):
@@ -171,9 +172,7 @@ class Chaos:
         workers = self._stoppable()
         chosen = self._choose([(name, [p.pid, *children(p.pid)]) for name, p in sorted(workers.items())])
         if chosen is None:
-            return Done(
-                Fault.KILL_WORKER, time.time(), "skipped: every worker holds an item with no spare attempt"
-            )
+            return Done(Fault.KILL_WORKER, time.time(), f"skipped: {NO_VICTIM}")
         name, pids, held = chosen
         proc = workers[name]
         self.fleet.signal(proc, signal.SIGKILL, "kill -9")
@@ -201,7 +200,7 @@ class Chaos:
         workers = self._stoppable()
         chosen = self._choose([(name, [p.pid, *children(p.pid)]) for name, p in sorted(workers.items())])
         if chosen is None:
-            return Done(Fault.TERM_WORKER, time.time(), "skipped: no worker may be stopped")
+            return Done(Fault.TERM_WORKER, time.time(), f"skipped: {NO_VICTIM}")
         name, _, held = chosen
         proc = workers[name]
         self.fleet.signal(proc, signal.SIGTERM, "SIGTERM")
