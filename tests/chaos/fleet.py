@@ -57,6 +57,7 @@ class Proc:
         """The log's last error lines (not traceback frames), then its last lines."""
         lines = self.log.read_text(errors="replace").splitlines()
         errors = [line for line in lines if _ERROR_LINE.search(line) and not _FRAME_LINE.match(line)]
+        errors = list(dict.fromkeys(reversed(errors)))[::-1]  # each once, at its last place
         quoted = [*errors[-TAIL_ERROR_LINES:], "...", *lines[-TAIL_LINES:]] if errors else lines[-TAIL_LINES:]
         return "\n".join(f"    | {line[:TAIL_LINE_CHARS]}" for line in quoted)
 
