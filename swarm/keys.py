@@ -186,3 +186,8 @@ class Keys:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
         and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""
         return f"{self.tag}:claude:{work_id}"
+
+    @property
+    def beat_standbys(self) -> str:
+        """Hash: the beats standing by for the lock, ``host:pid`` -> when each last waited (ms)."""
+        return f"{self.tag}:beat::standbys"
