@@ -191,3 +191,9 @@ class Keys:
     def beat_standbys(self) -> str:
         """Hash: the beats standing by for the lock, ``host:pid`` -> when each last waited (ms)."""
         return f"{self.tag}:beat::standbys"
+
+    @property
+    def fleet_restarts(self) -> str:
+        """Hash: the children ``swarm up`` restarted, ``<host>/<child>`` -> JSON (``restarts``,
+        ``last_exit``, ``at`` ms), written by each host's ``swarm up`` (``swarm/fleet_record.py``)."""
+        return f"{self.tag}:fleet:restarts"
