@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from ceremonies import store
 from ceremonies.calendar import Calendar
@@ -48,6 +48,10 @@ CATCH_UP = 3  # ended periods a ceremony looks back for, when beat was down at t
 CATCH_UP_CEREMONIES = ("system-demo", "inspect-adapt")  # the ones that report on ended periods
 
 log = structlog.get_logger("swarm.beat")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no type hints
@@ -90,7 +94,7 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
                 self._newly_leading = False
             remaining: float = super().tick(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
-            log.warning("beat_redis_unavailable", reason=str(exc).splitlines()[0] if str(exc) else "")
+            log.warning("beat_redis_unavailable", reason=_first_line(exc))
             return retry
         except SwarmError as exc:  # the ledger's Redis error (RedisUnavailable)
             log.warning("beat_redis_unavailable", reason=str(exc))
@@ -99,6 +103,9 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
             leadership.lost(str(exc))
             self._newly_leading = True
             return 0.0
+        except RedisError as exc:  # a Redis refusing for now (LOADING, MISCONF, READONLY...)
+            log.warning("beat_redis_error", reason=_first_line(exc))
+            return retry
         self._record_tick()
         return remaining
 

@@ -3,7 +3,8 @@
 Each role gets its own ``swarm worker`` process (node ``<role>@<host>``), so every Celery option
 and tool still applies. Children run in their own session, so a terminal's Ctrl-C reaches only
 the fleet, which stops them warmly (SIGTERM, then SIGKILL after the grace); on Linux they also
-die with the fleet's process if it is killed, so nothing is left running.
+die with the fleet's process if it is killed, so nothing is left running. ``spawn`` starts one
+child again, which is how ``workers.supervision`` restarts one that exited.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 import typer
+from redis.exceptions import RedisError
 from rich.text import Text
 
 from swarm import fleet_record, validation
@@ -150,7 +151,7 @@ def supervise(fleet: Fleet, ledger: Ledger) -> None:
     """Restarts the children that exit, printing and counting each (``swarm status``), until
     Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
     names = [c.name for c in fleet.children]
-    with contextlib.suppress(SwarmError):  # Redis away: the counts start afresh at the next write
+    with contextlib.suppress(SwarmError, RedisError):  # Redis away: the counts start afresh at the next write
         fleet_record.reset(ledger, names)
 
     def report(event: Report) -> None:
@@ -164,7 +165,7 @@ def supervise(fleet: Fleet, ledger: Ledger) -> None:
             )
         try:
             fleet_record.record(ledger, event.child, event.restarts, event.exit_code)
-        except SwarmError as exc:
+        except (SwarmError, RedisError) as exc:
             out.print(f"swarm up: restart of {event.child} not recorded ({exc})", style="yellow")
 
     Supervisor(fleet, report).run()
