@@ -5,8 +5,9 @@ an unrecoverable error: with ``standalone_mode=False`` click returns it rather t
 and ``start`` discards the return value), and click hands its usage errors back as exceptions: so
 ``swarm worker``/``beat``/``flower`` would exit 0 when their process died of an error, and a
 supervisor's ``Restart=on-failure`` would never restart them. Here the code goes back to the
-shell: 0 after a warm shutdown (Ctrl-C, SIGTERM), 2 for options Celery refuses, and the
-command's own non-zero code (1 for an error) otherwise.
+shell: 0 after a warm shutdown (Ctrl-C, SIGTERM), 2 for options Celery refuses, 7 when the
+command gave up on an unreachable Redis (beat, after retrying for a minute), and the command's
+own non-zero code (1 for an error) otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import click
 import typer
 from celery import Celery
 from celery.bin.celery import celery as celery_cli
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from swarm.connection import unavailable
 from swarm.errors import BadInput
 
 
@@ -32,6 +36,8 @@ def run_celery(app: Celery, argv: Sequence[str]) -> None:
         code = celery_cli.main(args=list(argv), standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise unavailable(str(app.conf.broker_url or ""), exc) from None
     except click.UsageError as exc:
         raise BadInput(f"celery {argv[0]}: {exc.format_message()}") from None
     except click.ClickException as exc:

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from swarm.embedded import free_port
+
 from .polling import wait_until
 
 pytestmark = pytest.mark.integration
 
+BEAT_GIVES_UP_S = 60.0  # ceremonies.beat.REDIS_RETRY_PERIOD_S (importing it would build beat's app here)
 EXIT_DEADLINE_S = 90.0  # a cold interpreter importing Celery on a busy 2-core machine, then exiting
 
 
@@ -63,6 +66,21 @@ def test_a_beat_that_dies_of_an_error_exits_1(redis_url: str, prefix: str, tmp_p
     log = tmp_path / "beat.log"
     argv = ["beat", "--", "--pidfile", str(tmp_path / "missing-dir" / "b.pid")]
     assert exit_code(argv, redis_url, prefix, log) == 1, log.read_text(errors="replace")
+
+
+def test_a_beat_that_gives_up_on_an_unreachable_redis_exits_7(prefix: str, tmp_path: Path) -> None:
+    # Beat retries its Redis for a minute, then gives up.
+    log = tmp_path / "beat.log"
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    proc = swarm(["beat"], unreachable, prefix, log)
+    try:
+        code = proc.wait(timeout=BEAT_GIVES_UP_S + EXIT_DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 7, log.read_text(errors="replace")
+    assert "Redis is unreachable at" in log.read_text(errors="replace")
 
 
 def test_a_flower_that_cannot_serve_exits_1(redis_url: str, prefix: str, tmp_path: Path) -> None:
