@@ -8,13 +8,16 @@ Before, a restart while the standby waited for the lock in RedBeat's ``beat_init
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -62,6 +65,15 @@ def ceremonies_sent(logs: list[Path]) -> list[tuple[str, str]]:
                 record = json.loads(line)
                 sent.append((record["ceremony"], record["period"]))
     return sent
+
+
+def status_beat(redis_url: str, prefix: str) -> dict[str, Any]:
+    """``swarm status --json``'s beat section."""
+    env = {**os.environ, "REDIS_URL": redis_url, "SWARM_KEY_PREFIX": prefix}
+    argv = [sys.executable, "-m", "swarm", "status", "--json"]
+    done = subprocess.run(argv, env=env, capture_output=True, check=True, timeout=60)
+    beat: dict[str, Any] = json.loads(done.stdout)["beat"]
+    return beat
 
 
 def more_sent(logs: list[Path], before: int) -> bool:
@@ -162,6 +174,12 @@ def test_two_beats_outlive_redis_restarts_and_one_leads_after_each(
                     f"{OUTAGES_S[restart % 2]}s down): led again by {leader} after {recovered:.2f}s"
                 )
             assert all(p.poll() is None for p in beats.values()), explain()
+            # `swarm status` tells the leader from the standby.
+            leader = one_leader(ledger, explain)
+            standby = next(pid for pid in beats if pid != leader)
+            beat = status_beat(server.url, prefix)
+            assert str(beat["leader"]).endswith(f":{leader}"), beat
+            assert [name.rsplit(":", 1)[1] for name in beat["standbys"]] == [str(standby)], beat
         ledger.client.close()
     sent = Counter(ceremonies_sent(logs))
     if keep_data:  # the markers survive the restarts: each period was sent once, by one beat
