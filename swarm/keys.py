@@ -192,3 +192,14 @@ class Keys:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
         and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""
         return f"{self.tag}:claude:{work_id}"
+
+    @property
+    def beat_standbys(self) -> str:
+        """Hash: the beats standing by for the lock, ``host:pid`` -> when each last waited (ms)."""
+        return f"{self.tag}:beat::standbys"
+
+    @property
+    def fleet_restarts(self) -> str:
+        """Hash: the children ``swarm up`` restarted, ``<host>/<child>`` -> JSON (``restarts``,
+        ``last_exit``, ``at`` ms), written by each host's ``swarm up`` (``swarm/fleet_record.py``)."""
+        return f"{self.tag}:fleet:restarts"
