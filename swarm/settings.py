@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     beat_schedule_file: str = "config/beat.toml"  # extra beat entries (relative to the cwd)
     beat_max_interval: Duration = 5.0  # beat sleeps at most this long between ticks
     beat_lock_timeout: Duration | None = None  # the leader's lock; unset: 5 x beat_max_interval
+    beat_redis_retry: Duration = 60.0  # beat's RedBeat calls retry this long through an outage
     reaper_interval: Duration | None = None  # beat reaps expired leases this often; unset: lease / 4
     # The improvement cycle (SPEC §9).
     improve_every: Duration = DEFAULT_IMPROVE_EVERY_S
