@@ -59,7 +59,6 @@ class Redelivery:
         self.window_s = settings.in_flight_seconds
         self.hold_s = settings.redeliver_interval_seconds
         self._seen: dict[Role, deque[tuple[float, int]]] = {role: deque() for role in Role}
-        self._since = clock()
 
     def observe(self) -> tuple[int, dict[Role, int]]:
         """The Redis clock (ms) and the messages waiting in each role's queues, in one step."""
@@ -74,11 +73,12 @@ class Redelivery:
         return int(seconds) * 1000 + int(micros) // 1000, queued
 
     def _limit(self, role: Role, now: float) -> int:
-        """The least shortfall seen over the last in-flight window (0 until one has passed)."""
+        """The least shortfall seen by the passes that span the last in-flight window: the newest
+        pass at least a window old and every later one (0 until such a pass exists)."""
         seen = self._seen[role]
-        while seen and seen[0][0] < now - self.window_s:
+        while len(seen) > 1 and seen[1][0] <= now - self.window_s:
             seen.popleft()
-        if now - self._since < self.window_s or not seen:
+        if not seen or seen[0][0] > now - self.window_s:
             return 0
         return max(0, min(missing for _, missing in seen))
 

@@ -90,22 +90,33 @@ local function move(id, from, to, now)
   redis.call('ZADD', STATUS_KEY[to], ms(now), id)
 end
 
--- Delivery (README, "Nothing waits on a lost message"). A pending item that goes through the
--- queues is owed a delivery until an agent claims it: first in the dispatch outbox, until a
--- message for it is known to be sent (scored by when a sweeper should send one), then in its
--- role's sent set (by priority, then send time), which a message of the role claims from
--- (claim_delivery.lua) and the redelivery pass (redeliver.lua) counts. A claim takes it out of
--- both.
---
+-- Delivery (README, "Delivery owed until the claim"). A pending item that goes through the
+-- queues is owed a delivery until an agent claims it. Two structures say how:
+-- - the outbox: owed a send that is not known to be made (scored by when a sweeper should make
+--   it: after the writer's grace, at the end of a retry's backoff, or at once);
+-- - its role's sent set (by priority, then when the send was decided; ZADD NX, so a re-send or
+--   a late confirmation keeps its place): a message is, or is about to be, in the queue. A
+--   message of the role claims from it (claim_delivery.lua) and the redelivery pass
+--   (redeliver.lua) counts it.
+-- An item the writer sends at once is in both until the send is confirmed; one a sweeper takes
+-- (dispatch_due.lua) joins the sent set then. A claim takes it out of both.
+local function mark_sent(id, role, priority, now)
+  redis.call('ZADD', SENT_KEY[role], 'NX', RANK[priority] * SENT_RANK_SPAN + ms(now), id)
+end
+
 -- A pending item is ready for its role and owed a message. `due_ms` nil means the writer sends
--- it now, so a sweeper steps in only if that send is not confirmed within the grace; false, or
--- an item filed for manual claims, keeps it out of the queues.
+-- it now (a sweeper steps in only if that send is not confirmed within the grace); false, or an
+-- item filed for manual claims, keeps it out of the queues.
 local function make_ready(ik, id, now, due_ms)
   local f = redis.call('HMGET', ik, 'role', 'priority', 'manual')
   redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
   redis.call('ZREM', SENT_KEY[f[1]], id)
-  if due_ms ~= false and f[3] ~= '1' then
-    redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
+  if due_ms == false or f[3] == '1' then
+    return
+  end
+  redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
+  if due_ms == nil then
+    mark_sent(id, f[1], f[2], now)
   end
 end
 
@@ -117,11 +128,6 @@ local function back_to_pending(ik, id, now, due_ms)
   redis.call('HDEL', ik, 'agent_id')
   redis.call('HSET', ik, 'status', 'pending', 'progress', 0, 'note', '', 'last_agent', last or '')
   make_ready(ik, id, now, due_ms)
-end
-
--- Marks a pending item's message as sent (now): it is owed to the next message of its role.
-local function mark_sent(id, role, priority, now)
-  redis.call('ZADD', SENT_KEY[role], RANK[priority] * SENT_RANK_SPAN + ms(now), id)
 end
 
 local function unready(ik, id)
@@ -170,6 +176,7 @@ local function do_claim(id, agent, lease_ms, now)
   local expires = now + lease_ms * 1000
   redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
     'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires), 'lease_ms', lease_ms)
+  redis.call('HDEL', ik, 'delivery', 'stood_in') -- claim_delivery.lua sets them for its own claims
   redis.call('ZREM', READY_KEY[f[3]], id)
   redis.call('ZREM', SENT_KEY[f[3]], id)
   redis.call('ZREM', OUTBOX, id)

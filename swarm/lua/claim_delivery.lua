@@ -3,8 +3,8 @@
 -- order), which in the steady state is the message's own item. So a lost message delays no
 -- item: the next message of its role claims it, and the redelivery pass only has to put the
 -- number of messages right. The message's own item is claimed instead when it is not in the
--- sent set yet (its sender has not confirmed the send) and more urgent than the set's head, or
--- when the set is empty.
+-- sent set (e.g. a sweeper's send not yet taken) and more urgent than the set's head, or when
+-- the set is empty.
 -- Not claimed through a message: an item filed for manual claims, and one in a retry's backoff
 -- (it is sent when the backoff ends).
 -- The claim is idempotent per delivery (ARGV[7], the message's task id, or ''): the item it
@@ -19,7 +19,7 @@ local now = now_us()
 local sent = SENT_KEY[role]
 local ik = ITEM_PREFIX .. id
 local f = redis.call('HMGET', ik, 'status', 'manual', 'retry_at', 'priority', 'stood_in')
-if not f[1] or not sent then
+if not sent then
   return { 'err', 'not_found', id }
 end
 
@@ -33,7 +33,9 @@ local function claim(cid)
   if reply[1] == 'ok' and delivery ~= '' then
     redis.call('HSET', ITEM_PREFIX .. cid, 'delivery', delivery)
     if cid ~= id then
-      redis.call('HSET', ik, 'stood_in', delivery .. ':' .. cid)
+      if f[1] then -- never creates a hash for an item that does not exist
+        redis.call('HSET', ik, 'stood_in', delivery .. ':' .. cid)
+      end
       reply = ok_item(ITEM_PREFIX .. cid)
     else
       reply = ok_item(ik)
@@ -56,7 +58,9 @@ if delivery ~= '' then
 end
 
 local refusal = nil
-if f[1] ~= 'pending' then
+if not f[1] then
+  refusal = { 'err', 'not_found', id } -- e.g. expired: the message still stands in for another
+elseif f[1] ~= 'pending' then
   refusal = { 'err', 'transition', id, f[1], 'claim' }
   if HELD[f[1]] then
     refusal = do_claim(id, agent, lease_ms, now) -- names the holder

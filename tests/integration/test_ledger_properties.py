@@ -7,9 +7,9 @@ A lease running out is simulated exactly as Redis does it: the claim key disappe
 lease registry score, the expiry time, is then in the past).
 
 Delivery is modelled too: an item that goes through the queues is owed a message from the step
-that makes it pending until a claim, first in the outbox, then (once a send is confirmed) in its
-role's sent set; an item filed for manual claims never is; a queue message claims its role's
-most urgent, longest-owed sent item.
+that makes it pending until a claim: in the outbox until a send is confirmed, and in its role's
+sent set once a send is decided (by its writer at once, or by a sweeper); an item filed for
+manual claims never is; a queue message claims its role's most urgent, longest-owed sent item.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class Model:
     cancel_requested: bool = False
     live: bool = False  # the claim key exists (the lease has not run out)
     manual: bool = False  # filed for manual claims: never owed a queue message
-    sent: bool = False  # pending and owed, with its send confirmed (in the sent set, not the outbox)
+    outbox: bool = False  # pending and owed a send not yet confirmed
+    sent: bool = False  # pending and owed, with a send decided (in its role's sent set)
+    due_now: bool = False  # in the outbox and due for a sweeper now (back in pending)
 
 
 def _attempt(call: Callable[[], T]) -> tuple[T | None, SwarmError | None]:
@@ -154,12 +156,14 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(item.fence > f for f in self.issued), "fencing tokens must strictly increase"
         self.issued.append(item.fence)
         m.status, m.holder, m.fence, m.live = Status.CLAIMED, agent, item.fence, True
+        m.outbox = m.sent = m.due_now = False
 
     @staticmethod
     def _end_tenure(m: Model, to: Status) -> None:
         m.status, m.live = to, False
         if to is Status.PENDING:  # a fresh start for the next claimer, owed a new send
-            m.last_holder, m.holder, m.progress, m.sent = m.holder, None, 0, False
+            m.last_holder, m.holder, m.progress = m.holder, None, 0
+            m.outbox, m.sent, m.due_now = not m.manual, False, not m.manual
 
     def _retry_target(self, m: Model) -> Status:
         """Where a lost lease or a retried failure leads: attempts + 1 first."""
@@ -197,7 +201,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.items[item.id] = m
         if claim_for is not None:
             self._claimed(m, claim_for, item)
-        elif confirm:  # its submitter sent the message and confirmed it, as the facade does
+        else:  # its writer sends it at once: decided now, confirmed later
+            m.outbox = m.sent = dispatch
+        if (
+            claim_for is None and confirm
+        ):  # its submitter sent the message and confirmed it, as the facade does
             self.confirm_send(item.id)
         return item.id
 
@@ -302,8 +310,18 @@ class LedgerMachine(RuleBasedStateMachine):
         m = self.items[wid]
         owed = m.status is Status.PENDING and not m.manual
         confirmed = self.ledger.dispatched(Dispatch.of(self.ledger.get(wid)))
-        assert confirmed is (owed and not m.sent), "a confirmation takes the item out of the outbox once"
-        m.sent = m.sent or owed
+        assert confirmed is (owed and m.outbox), "a confirmation takes the item out of the outbox once"
+        if owed:
+            m.outbox, m.sent, m.due_now = False, True, False
+
+    @rule()
+    def sweep(self) -> None:
+        """A sweeper takes the outbox entries that are due (items back in pending)."""
+        taken = {d.work_id for d in self.ledger.due_dispatches()}
+        assert taken == {w for w, m in self.items.items() if m.status is Status.PENDING and m.due_now}
+        for wid in taken:
+            m = self.items[wid]
+            m.sent, m.due_now = True, False
 
     @rule(wid=items_, agent=st.sampled_from(AGENTS))
     def deliver(self, wid: str, agent: str) -> None:
@@ -411,7 +429,8 @@ class LedgerMachine(RuleBasedStateMachine):
         keys = self.ledger.keys
         outbox = set(self.client.zrange(keys.outbox, 0, -1))
         owed = {w for w, m in self.items.items() if m.status is Status.PENDING and not m.manual}
-        assert outbox == {w for w in owed if not self.items[w].sent}, "owed, not yet sent"
+        assert outbox == {w for w in owed if self.items[w].outbox}, "owed a send not yet confirmed"
+        assert all(self.items[w].outbox or self.items[w].sent for w in owed), "every owed item is somewhere"
         for role in Role:
             sent = dict(self.client.zrange(keys.sent(role), 0, -1, withscores=True))
             assert set(sent) == {w for w in owed if self.items[w].sent and self.items[w].role is role}, role

@@ -42,14 +42,28 @@ def _age(ledger: Ledger, work_ids: list[str], role: Role = Role.QA, by_ms: int =
         ledger.client.zadd(ledger.keys.sent(role), {wid: _score(ledger, wid, now - by_ms + n)})
 
 
-def test_a_confirmed_send_moves_the_item_from_the_outbox_to_its_roles_sent_set(fake_ledger: Ledger) -> None:
-    item = fake_ledger.submit("feature", "x", role="qa")
-    assert _sent(fake_ledger) == {}
+def test_a_writers_send_is_in_the_sent_set_at_once_and_in_the_outbox_until_confirmed(
+    fake_ledger: Ledger,
+) -> None:
     before = _now_ms(fake_ledger)
-    fake_ledger.dispatched(Dispatch.of(item))
+    item = fake_ledger.submit("feature", "x", role="qa")
     score = _sent(fake_ledger)[item.id]
     assert _score(fake_ledger, item.id, before) <= score <= _score(fake_ledger, item.id, _now_ms(fake_ledger))
+    assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is not None, "until confirmed"
+    fake_ledger.dispatched(Dispatch.of(item))
     assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is None
+    assert _sent(fake_ledger) == {item.id: score}, "a confirmation keeps the item's place"
+    assert_consistent(fake_ledger)
+
+
+def test_a_sweepers_send_joins_the_sent_set_when_it_is_taken(fake_ledger: Ledger) -> None:
+    (item,) = _sent_items(fake_ledger, 1)
+    held = fake_ledger.claim(item.id, A)
+    fake_ledger.release(item.id, A, fence=held.fence)
+    assert _sent(fake_ledger) == {}, "owed a send no one has made yet"
+    (taken,) = fake_ledger.due_dispatches()
+    assert taken.work_id == item.id
+    assert list(_sent(fake_ledger)) == [item.id]
     assert_consistent(fake_ledger)
 
 
@@ -198,16 +212,37 @@ def test_a_message_claims_the_most_urgent_owed_item_first(fake_ledger: Ledger) -
     assert fake_ledger.claim_delivery(low[0].id, A, "qa").id == urgent.id
 
 
-def test_a_message_whose_send_is_not_confirmed_yet_claims_its_item_only_if_more_urgent(
+def test_messages_consumed_before_their_sends_are_confirmed_claim_every_item(
     fake_ledger: Ledger,
 ) -> None:
-    owed = _sent_items(fake_ledger, 1)[0]  # medium
-    racing = fake_ledger.submit("feature", "consumed before its sender confirmed", role="qa", priority="high")
-    assert fake_ledger.claim_delivery(racing.id, A, "qa").id == racing.id, "more urgent than the head"
-    slower = fake_ledger.submit("feature", "same priority", role="qa")
-    assert fake_ledger.claim_delivery(slower.id, A, "qa").id == owed.id, "the head is owed longer"
-    assert fake_ledger.claim_delivery(slower.id, A, "qa").id == slower.id, "then its own"
+    (head,) = _sent_items(fake_ledger, 1)  # consumer A has popped its message
+    racing = fake_ledger.submit("feature", "popped by B before its writer confirmed", role="qa")
+    assert fake_ledger.claim_delivery(racing.id, B, "qa").id == head.id, "the longest owed first"
+    assert fake_ledger.claim_delivery(head.id, A, "qa").id == racing.id, "A's message takes the other"
+    fake_ledger.dispatched(Dispatch.of(racing))  # the writer's late confirmation owes nothing new
+    assert _sent(fake_ledger) == {}
+    urgent = fake_ledger.submit("hotfix", "more urgent", role="qa", priority="high")
+    _sent_items(fake_ledger, 1)
+    assert fake_ledger.claim_delivery(head.id, A, "qa").id == urgent.id
     assert_consistent(fake_ledger)
+
+
+def test_a_resent_and_confirmed_item_keeps_its_place(fake_ledger: Ledger) -> None:
+    ids = [i.id for i in _sent_items(fake_ledger, 3)]
+    _age(fake_ledger, ids)
+    _, due = fake_ledger.redeliver("qa", seen_ms=_now_ms(fake_ledger), queued=2, limit=1)
+    assert [d.work_id for d in due] == ids[:1]
+    fake_ledger.dispatched(due[0])  # its sender confirms the new message
+    assert list(_sent(fake_ledger)) == ids, "the longest owed stays first"
+    assert fake_ledger.claim_delivery(ids[2], A, "qa").id == ids[0]
+
+
+def test_a_message_for_an_item_that_is_gone_still_stands_in_for_its_role(fake_ledger: Ledger) -> None:
+    (owed,) = _sent_items(fake_ledger, 1)
+    assert fake_ledger.claim_delivery("work_1_expired_long_ago", A, "qa").id == owed.id
+    with pytest.raises(NotFound):
+        fake_ledger.claim_delivery("work_1_expired_long_ago", A, "qa")
+    assert not fake_ledger.client.exists(fake_ledger.keys.item("work_1_expired_long_ago"))
 
 
 def test_a_message_whose_item_is_taken_claims_another_owed_item(fake_ledger: Ledger) -> None:
@@ -223,8 +258,6 @@ def test_a_message_of_a_finished_item_with_nothing_owed_is_refused(fake_ledger: 
     fake_ledger.complete(item.id, A, fence=held.fence)
     with pytest.raises(InvalidTransition):
         fake_ledger.claim_delivery(item.id, B, "qa")
-    with pytest.raises(NotFound):
-        fake_ledger.claim_delivery("work_1_unknown", B, "qa")
 
 
 def test_a_message_never_takes_another_roles_item(fake_ledger: Ledger) -> None:

@@ -95,3 +95,18 @@ def test_a_second_worker_does_not_make_good_the_same_loss_again(fake_ledger: Led
         second.run_once()
         clock.now += first.window_s / 2
     assert len(sent_first) + len(sent_second) == 2, "each lost message is replaced once"
+
+
+def test_at_the_default_lease_a_loss_is_made_good_at_the_pass_after_a_window(fake_ledger: Ledger) -> None:
+    # Passes come one interval apart, and the window is no shorter than an interval: the pass a
+    # window old must still count.
+    settings = fake_ledger.settings
+    assert settings.lease_seconds == 30.0
+    assert settings.redeliver_interval_seconds == settings.in_flight_seconds == 5.0
+    clock = Clock()
+    redelivery, sent = _pass(fake_ledger, clock)
+    _owed(fake_ledger, Role.QA, 1)  # its message was lost
+    assert redelivery.run_once() == 0
+    clock.now += settings.redeliver_interval_seconds + 0.25  # the upkeep thread's pace
+    assert redelivery.run_once() == 1
+    assert len(sent) == 1
