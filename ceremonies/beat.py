@@ -23,7 +23,6 @@ from swarm.settings import Settings, get_settings
 
 SCHEDULER = "ceremonies.scheduler:SwarmScheduler"
 SERVICE_NAME = "swarm-beat"  # OTEL_SERVICE_NAME's default
-REDIS_RETRY_PERIOD_S = 60  # beat's own Redis calls retry this long through a restart
 
 
 def configure_beat(app: Celery, settings: Settings, redis_url: str) -> None:
@@ -41,7 +40,7 @@ def configure_beat(app: Celery, settings: Settings, redis_url: str) -> None:
         redbeat_redis_options={
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.socket_timeout,
-            "retry_period": REDIS_RETRY_PERIOD_S,
+            "retry_period": settings.beat_redis_retry,  # then, at start, beat gives up (exit 7)
         },
     )
 

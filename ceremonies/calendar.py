@@ -224,8 +224,12 @@ def epoch_of(ledger: Ledger) -> datetime:
     stored: str | None = ledger.read(ledger.client.get, key)  # one round trip once it is set
     if stored is None:
         now = ledger.server_time().isoformat()
-        # SET NX GET: returns the epoch a concurrent first user stored, or None when this one did.
-        stored = ledger.read(ledger.client.set, key, now, nx=True, get=True) or now
+        # SET NX, then GET, in one MULTI: the epoch this user stored, or the one a concurrent
+        # first user stored. (SET NX GET would be one command, but only from Redis 7.0.)
+        pipe = ledger.client.pipeline(transaction=True)
+        pipe.set(key, now, nx=True)
+        pipe.get(key)
+        stored = ledger.read(pipe.execute)[1] or now
     return _utc(datetime.fromisoformat(stored))
 
 

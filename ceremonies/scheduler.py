@@ -14,6 +14,9 @@ dies the other takes over within the lock's timeout. On top of it, the leader:
 - records each tick (``Keys.beat_tick``), which ``swarm health`` reads;
 - survives a Redis restart (RedBeat's own tick exits on one), and stores the schedule again if
   Redis lost it (a restart without persistence).
+
+Every beat, leader or standby, asks for the lock on each tick without blocking
+(``ceremonies.leadership``), so a standby outlives Redis restarts too and says that it stands by.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from typing import Any
 
 import structlog
 from redbeat import RedBeatScheduler
-from redis.exceptions import LockNotOwnedError
+from redbeat.schedulers import get_redis
+from redis.exceptions import LockError, RedisError
 
 from ceremonies import store
 from ceremonies.calendar import Calendar
+from ceremonies.leadership import Leadership
 from ceremonies.registry import ceremony
 from swarm.celery_app import CEREMONY_TASK, REAP_TASK
 from swarm.connection import CONNECTION_ERRORS
@@ -45,10 +50,16 @@ CATCH_UP_CEREMONIES = ("system-demo", "inspect-adapt")  # the ones that report o
 log = structlog.get_logger("swarm.beat")
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no type hints
     """RedBeat plus the calendar, the in-process reaper and a recorded tick."""
 
     _ledger: Ledger | None = None
+    _leadership: Leadership | None = None
+    _newly_leading = True  # the schedule is checked (stored again if lost) when a beat starts to lead
 
     @property
     def ledger(self) -> Ledger:
@@ -56,26 +67,54 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
             self._ledger = Ledger.from_url(self.app.conf.redbeat_redis_url, get_settings())
         return self._ledger
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
-        """RedBeat's tick, riding out a Redis restart instead of exiting (as RedBeat's would).
+    @property
+    def leadership(self) -> Leadership:
+        if self._leadership is None:
+            self._leadership = Leadership(
+                get_redis(self.app), self.lock_key, self.lock_timeout, float(self.max_interval)
+            )
+            self.lock = self._leadership.lock  # what RedBeat's tick extends
+        return self._leadership
 
-        While Redis is away the tick is retried every second. A restarted Redis may have
-        lost the lock (no persistence), and another beat may have taken it meanwhile: the lock is
-        then acquired again, waiting as a follower until it is free.
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """RedBeat's tick in the leader, riding out a Redis restart instead of exiting (as
+        RedBeat's would); a standby's try for the lock in the others.
+
+        While Redis is away the tick is retried every second. A restarted Redis may have lost
+        the lock (no persistence), and another beat may have taken it meanwhile: this beat then
+        stands by, trying for the lock at each tick, and stores the schedule again when it leads.
         """
+        retry = min(float(self.max_interval), REDIS_RETRY_S)
+        leadership = self.leadership
         try:
+            if not leadership.lead(self.ledger):
+                return float(self.max_interval)
+            if self._newly_leading:
+                self._restore_schedule()
+                self._newly_leading = False
             remaining: float = super().tick(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
-            log.warning("beat_redis_unavailable", reason=str(exc).splitlines()[0])
-            return min(float(self.max_interval), REDIS_RETRY_S)
-        except LockNotOwnedError:
-            log.warning("beat_lock_lost", detail="waiting to lead again")
-            self.lock.acquire()
-            log.info("beat_lock_acquired")
-            self._restore_schedule()
+            log.warning("beat_redis_unavailable", reason=_first_line(exc))
+            return retry
+        except SwarmError as exc:  # the ledger's Redis error (RedisUnavailable)
+            log.warning("beat_redis_unavailable", reason=str(exc))
+            return retry
+        except LockError as exc:  # extend found the lock gone, or another beat's
+            leadership.lost(str(exc))
+            self._newly_leading = True
             return 0.0
+        except RedisError as exc:  # a Redis refusing for now (LOADING, MISCONF, READONLY...)
+            log.warning("beat_redis_error", reason=_first_line(exc))
+            return retry
         self._record_tick()
         return remaining
+
+    def close(self) -> None:
+        """Frees the lock if this beat leads and Redis answers; never raises at shutdown."""
+        if self._leadership is not None:
+            self._leadership.release()
+        self.lock = None
+        super().close()
 
     def setup_schedule(self) -> None:
         super().setup_schedule()

@@ -37,7 +37,6 @@ class DeadLetterReason(StrEnum):
     BODY = "body"  # not ``[args, kwargs, embed]`` of the right types
     ARGS = "args"  # the task's arguments are not what it takes
     EMBED = "embed"  # callbacks, errbacks, chains or chords: swarm sends none
-    UNKNOWN_ITEM = "unknown_item"  # a well-formed call for a work item the ledger does not have
     REFUSED = "refused"  # passed the checks, yet Celery could not take it as a task
 
 

@@ -8,7 +8,11 @@
   but not consuming: the known Celery failure mode where a worker survives a Redis reconnect,
   answers pings and heartbeats, and takes nothing. Items filed for manual claims (``manual``)
   are not queued, so they are not work a worker could take; they are left out. An item's wait
-  is read from the pending registry (its score is when the item last became pending).
+  is read from the pending registry (its score is when the item last became pending). When the
+  broker lost a message (a consumer died between taking it and claiming its item), the
+  redelivery pass re-sends it: a role whose last re-send is more recent than the wait allowed
+  is reported as recovering, not as failing, until its re-sent work has had that long to be
+  taken.
 - ``beat``: the leading beat ticked within ``health_beat_within_seconds``.
 - ``leases``: no lease has been expired for longer than the reaper interval plus one beat
   sleep (``beat_max_interval``, the most a reaper pass can be late).
@@ -32,6 +36,7 @@ from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ledger import Ledger
 from swarm.metrics import LedgerCounters, is_live
 from swarm.models import Priority, Role, Status
+from swarm.settings import Settings
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -183,7 +188,6 @@ def _check_dead_letters(ledger: Ledger) -> Check:
 
 def _check_consuming(ledger: Ledger, now_ms: int) -> list[Check]:
     keys, s = ledger.keys, ledger.settings
-    within_ms = s.health_consuming_within * 1000
     pipe = ledger.client.pipeline(transaction=False)
     pipe.hgetall(keys.metrics)
     pipe.zrange(keys.agents, 0, -1, withscores=True)
@@ -227,45 +231,44 @@ def _check_consuming(ledger: Ledger, now_ms: int) -> list[Check]:
             reason = "queue empty" if depth[role] == 0 else f"{depth[role]} item(s), all for manual claims"
             checks.append(Check(name=name, ok=True, reason=reason))
             continue
-        oldest = now_ms - min(waiting)
-        last = counters.last_claim_ms.get(role.value)
         agents_note = f"{live.get(role.value, 0)} live {role.value} agent(s)"
-        if last is not None and now_ms - last <= within_ms:
-            checks.append(
-                Check(
-                    name=name,
-                    ok=True,
-                    reason=f"{depth[role]} waiting; a {role.value} agent claimed {_seconds(now_ms - last)} "
-                    f"ago; {agents_note}",
-                )
-            )
+        ok, why = _consuming_verdict(role, depth[role], now_ms - min(waiting), counters, now_ms=now_ms, s=s)
+        if ok:
+            checks.append(Check(name=name, ok=True, reason=f"{why}; {agents_note}"))
             continue
-        if oldest <= within_ms:
-            checks.append(
-                Check(
-                    name=name,
-                    ok=True,
-                    reason=f"{depth[role]} waiting, the oldest for {_seconds(oldest)} (agents get "
-                    f"{s.health_consuming_within:g}s); {agents_note}",
-                )
-            )
-            continue
-        last_note = f"last claim {_seconds(now_ms - last)} ago" if last is not None else "never claimed"
         verdict = (
             f"{agents_note} alive but not consuming"
             if live.get(role.value)
             else f"no live {role.value} agents"
         )
-        checks.append(
-            Check(
-                name=name,
-                ok=False,
-                reason=f"{role.value}: {depth[role]} item(s) waiting, the oldest for {_seconds(oldest)}, and "
-                f"no {role.value} agent claimed within {s.health_consuming_within:g}s ({last_note}); "
-                f"{verdict}",
-            )
-        )
+        checks.append(Check(name=name, ok=False, reason=f"{why}; {verdict}"))
     return checks
+
+
+def _consuming_verdict(
+    role: Role, depth: int, oldest: int, counters: LedgerCounters, *, now_ms: int, s: Settings
+) -> tuple[bool, str]:
+    """Whether a role with ``depth`` waiting items, the oldest for ``oldest`` ms, is being
+    consumed, and why."""
+    within_ms = s.health_consuming_within * 1000
+    last = counters.last_claim_ms.get(role.value)
+    if last is not None and now_ms - last <= within_ms:
+        return True, f"{depth} waiting; a {role.value} agent claimed {_seconds(now_ms - last)} ago"
+    if oldest <= within_ms:
+        return True, (
+            f"{depth} waiting, the oldest for {_seconds(oldest)} (agents get {s.health_consuming_within:g}s)"
+        )
+    resent_at = counters.last_redeliver_ms.get(role.value)
+    if resent_at is not None and now_ms - resent_at <= within_ms:
+        return True, (
+            f"{depth} waiting, the oldest for {_seconds(oldest)}; recovering: the broker lost messages, "
+            f"re-sent {_seconds(now_ms - resent_at)} ago ({counters.redelivered.get(role.value, 0)} in all)"
+        )
+    last_note = f"last claim {_seconds(now_ms - last)} ago" if last is not None else "never claimed"
+    return False, (
+        f"{role.value}: {depth} item(s) waiting, the oldest for {_seconds(oldest)}, and no {role.value} "
+        f"agent claimed within {s.health_consuming_within:g}s ({last_note})"
+    )
 
 
 def check_health(ledger: Ledger) -> HealthReport:

@@ -52,6 +52,11 @@ class Keys:
         """Sorted set: pending ids of a role, scored by priority rank; ties sort by id (age)."""
         return f"{self.tag}:ready:{role}"
 
+    def sent(self, role: str) -> str:
+        """Sorted set: pending ids of a role whose queue message was sent and that no agent has
+        claimed since, scored by when it was sent (ms): the deliveries the ledger still owes."""
+        return f"{self.tag}:sent:{role}"
+
     @property
     def leases(self) -> str:
         """Sorted set: claimed ids scored by lease expiry (ms, Redis server clock)."""
@@ -111,6 +116,7 @@ class Keys:
             *(self.ready(r) for r in Role),
             self.outbox,
             self.metrics,
+            *(self.sent(r) for r in Role),
         )
 
     # -- the calendar, beat and ceremonies (not script keys) ------------------------------------
@@ -186,6 +192,17 @@ class Keys:
         """Hash: the claude executor's spend on one item across its attempts: ``runs`` (HINCRBY)
         and ``cost_usd`` (HINCRBYFLOAT). Not a script key: only the executor writes it."""
         return f"{self.tag}:claude:{work_id}"
+
+    @property
+    def beat_standbys(self) -> str:
+        """Hash: the beats standing by for the lock, ``host:pid`` -> when each last waited (ms)."""
+        return f"{self.tag}:beat::standbys"
+
+    @property
+    def fleet_restarts(self) -> str:
+        """Hash: the children ``swarm up`` restarted, ``<host>/<child>`` -> JSON (``restarts``,
+        ``last_exit``, ``at`` ms), written by each host's ``swarm up`` (``swarm/fleet_record.py``)."""
+        return f"{self.tag}:fleet:restarts"
 
     # -- dead-lettered broker messages (not script keys) ----------------------------------------
 

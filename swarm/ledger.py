@@ -9,20 +9,19 @@ import redis
 
 from swarm import codec, tracing, validation
 from swarm.connection import CONNECTION_ERRORS, client_from_url, client_url, unavailable
+from swarm.deliveries import DISPATCH_BATCH, LedgerDeliveries
 from swarm.errors import SwarmError
 from swarm.ids import new_work_id
 from swarm.keys import Keys
 from swarm.models import Agent, AgentStatus, Priority, Role, Status, WorkItem
-from swarm.queries import LedgerQueries
 from swarm.routing import Dispatch, Handoff
 from swarm.scripts import Scripts
 from swarm.settings import Settings, get_settings
 
 REAP_BATCH = 500  # expired leases handled per reaper pass; the rest wait for the next pass
-DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
 
 
-class Ledger(LedgerQueries):
+class Ledger(LedgerDeliveries):
     """Every read and write of work items, agents and events.
 
     Writes by a holder (``heartbeat``, ``progress``, ``complete``, ``fail``, ``release``) take
@@ -38,7 +37,7 @@ class Ledger(LedgerQueries):
         self._scripts = Scripts(client)
         self._script_keys = list(self.keys.script_keys())
         # ARGV[1] and ARGV[2] of every script: the stream's cap, and the dispatch grace in ms.
-        grace_ms = round(self.settings.requeue_after_seconds * 1000)
+        grace_ms = round(self.settings.dispatch_grace_seconds * 1000)
         self._common_argv: list[str | int] = [str(self.settings.events_max_len), grace_ms]
         self._lease_ms = validation.lease_ms(self.settings.lease_seconds)
 
@@ -112,7 +111,7 @@ class Ledger(LedgerQueries):
 
         ``dispatch`` puts it in the outbox: its sender confirms the queue message with
         ``dispatched``, and a worker's sweep sends one if that does not happen within
-        ``requeue_after_seconds``. Without it, the item waits for a manual claim.
+        ``dispatch_grace_seconds``. Without it, the item waits for a manual claim.
 
         With tracing on, it is written in a ``swarm.submit`` span (the caller's, if it opened
         one): the item's ``trace_id`` is that span's trace and its ``traceparent`` names the span.
@@ -311,23 +310,6 @@ class Ledger(LedgerQueries):
         replies: list[list[Any]] = self._read(pipe.execute)
         return [(wid, Status(r[1])) for wid, r in zip(expired, replies, strict=True) if r[0] == "reaped"]
 
-    def due_dispatches(self, limit: int = DISPATCH_BATCH) -> list[Dispatch]:
-        """Takes the outbox's due entries: pending items whose queue message must be sent (again).
-
-        Each taken entry is held for the dispatch grace, so concurrent sweepers do not send it
-        twice; confirm each send with ``dispatched``, or it is taken again after the grace.
-        """
-        flat = self._call("dispatch_due", validation.positive_int(limit, "limit"))[1]
-        return [
-            Dispatch(wid, wtype, Role(role), Priority(prio), int(fence) if fence else None, parent or None)
-            for wid, fence, wtype, role, prio, parent in zip(*[iter(flat)] * 6, strict=True)
-        ]
-
-    def dispatched(self, dispatch: Dispatch) -> bool:
-        """Confirms that ``dispatch`` was sent: its outbox entry goes, unless the item moved on."""
-        fence = "" if dispatch.fence is None else str(dispatch.fence)
-        return bool(self._call("dispatched", validation.work_id(dispatch.work_id), fence)[1])
-
     def register_agent(
         self,
         agent_id: str,
@@ -370,4 +352,4 @@ class Ledger(LedgerQueries):
         self._read(self.client.hset, key, "status", AgentStatus(status).value)
 
 
-__all__ = ["Dispatch", "Handoff", "Ledger", "SwarmError"]
+__all__ = ["DISPATCH_BATCH", "Dispatch", "Handoff", "Ledger", "SwarmError"]

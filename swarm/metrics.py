@@ -17,6 +17,9 @@ bound in microseconds, or ``inf``):
                                                    claimed_at) fell in that bucket
 ``duration_sum_us:<role>:<outcome>``               their sum, microseconds
 ``last_claim_ms:<role>``                           the role's last claim (``swarm health``)
+``redelivered:<role>``                             messages the broker lost, re-sent
+                                                   (``redeliver.lua``)
+``last_redeliver_ms:<role>``                       the role's last re-send (``swarm health``)
 ``dead_letters:<reason>``                          broker messages dead-lettered by a worker
                                                    (``swarm/deadletters.py``; HINCRBY 1)
 =================================================  ===========================================
@@ -34,7 +37,8 @@ A scrape is two pipelined round trips (plus one read of the calendar's epoch, on
 collector). Exposed names:
 
 - ``swarm_items_claimed_total{role,team}``, ``swarm_items_completed_total{role,team}``,
-  ``swarm_items_failed_total{role,team}``, ``swarm_dead_letters_total{reason}`` (counters)
+  ``swarm_items_failed_total{role,team}``, ``swarm_messages_redelivered_total{role}``,
+  ``swarm_dead_letters_total{reason}`` (counters)
 - ``swarm_work_duration_seconds{role,outcome}``, ``swarm_claim_latency_seconds{role}``
   (histograms)
 - ``swarm_team_velocity_points{team}``, ``swarm_iteration_info{pi,iteration}``,
@@ -117,6 +121,8 @@ class LedgerCounters:
     claim_latency: dict[str, Histogram] = field(default_factory=dict)  # role ->
     duration: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (role, outcome) ->
     last_claim_ms: dict[str, int] = field(default_factory=dict)  # role -> ms
+    redelivered: dict[str, int] = field(default_factory=dict)  # role -> lost messages re-sent
+    last_redeliver_ms: dict[str, int] = field(default_factory=dict)  # role -> ms
     dead_letters: dict[str, int] = field(default_factory=dict)  # reason -> n
 
     @classmethod
@@ -141,6 +147,10 @@ class LedgerCounters:
                 parsed._duration(role, outcome).sum_us = _to_int(value)
             elif kind == "last_claim_ms":
                 parsed.last_claim_ms[rest] = _to_int(value)
+            elif kind == "redelivered":
+                parsed.redelivered[rest] = _to_int(value)
+            elif kind == "last_redeliver_ms":
+                parsed.last_redeliver_ms[rest] = _to_int(value)
             elif kind == "dead_letters":
                 parsed.dead_letters[rest] = _to_int(value)
         return parsed
@@ -277,6 +287,7 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         for (role, team), n in sorted(snap.counters.counters[name].items()):
             family.add_metric([role, team], n)
         yield family
+
     dead_letters = CounterMetricFamily(
         "swarm_dead_letters",
         "Broker messages that were no well-formed swarm task call, acked and set aside, by reason.",
@@ -285,6 +296,14 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
     for reason, n in sorted(snap.counters.dead_letters.items()):
         dead_letters.add_metric([reason], n)
     yield dead_letters
+
+    redelivered = CounterMetricFamily(
+        "swarm_messages_redelivered", "Queue messages the broker lost, re-sent by the ledger, by role.",
+        labels=["role"],
+    )  # fmt: skip
+    for role in Role:
+        redelivered.add_metric([role.value], snap.counters.redelivered.get(role.value, 0))
+    yield redelivered
 
     duration = HistogramMetricFamily(
         "swarm_work_duration_seconds",

@@ -74,6 +74,7 @@ class EventKind(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     DEAD = "dead"
     REPRIORITISED = "reprioritised"
+    REDELIVERED = "redelivered"  # its queue message was lost; the ledger sent another
     AGENT_REGISTERED = "agent_registered"
     DEAD_LETTERED = "dead_lettered"  # a broker message that was no task call: acked and kept aside
 

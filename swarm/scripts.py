@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
     "dispatched",
     "reprioritise",
     "agent_seen",
+    "claim_delivery",
+    "redeliver",
 )
 
 

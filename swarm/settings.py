@@ -25,7 +25,8 @@ DEFAULT_DESCRIPTION_MAX_BYTES = 1024 * 1024  # 1 MiB of UTF-8; larger is refused
 DEFAULT_EVENTS_MAX_LEN = 100_000  # the event stream is trimmed to about this many entries
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0  # an unacked message is redelivered after this; > any lease
 DEFAULT_SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, items in hand get this long before they are released
-DEFAULT_REQUEUE_AFTER_S = 60.0  # a pending item not yet sent to its queue after this is sent again
+REDELIVER_PASS_MAX_S = 5.0  # the redelivery pass runs every lease / 4, but at least this often
+IN_FLIGHT_MIN_S = 2.0  # a message taken this recently is still on its way to its claim
 DEFAULT_CLAUDE_TIMEOUT_S = 600.0  # one `claude -p` run
 DEFAULT_CLAUDE_BUDGET_USD = 5.0  # total_cost_usd one item may spend across its attempts
 DEFAULT_CLAUDE_MAX_ATTEMPTS = 3  # `claude -p` runs per item
@@ -57,7 +58,12 @@ class Settings(BaseSettings):
     handler_modules: str = ""  # comma-separated modules a worker imports for their handlers
     worker_role: Role | None = None  # set by `swarm worker --role` for the worker's processes
     shutdown_grace_seconds: float = Field(default=DEFAULT_SHUTDOWN_GRACE_S, ge=0)
-    requeue_after_seconds: float = Field(default=DEFAULT_REQUEUE_AFTER_S, gt=0)
+    # A pending item whose send its writer did not confirm within this is sent by a sweeper;
+    # unset: lease / 3. Never longer than the lease.
+    requeue_after_seconds: Duration | None = None
+    # How often each worker looks for messages the broker lost (README, "Nothing waits on a lost
+    # message"); unset: lease / 4, at most 5 s.
+    redeliver_interval: Duration | None = None
     # The claude executor (Claude Code CLI).
     claude_command: str = "claude"  # the executable, found on PATH
     claude_timeout_seconds: float = Field(default=DEFAULT_CLAUDE_TIMEOUT_S, gt=0)
@@ -80,6 +86,7 @@ class Settings(BaseSettings):
     beat_schedule_file: str = "config/beat.toml"  # extra beat entries (relative to the cwd)
     beat_max_interval: Duration = 5.0  # beat sleeps at most this long between ticks
     beat_lock_timeout: Duration | None = None  # the leader's lock; unset: 5 x beat_max_interval
+    beat_redis_retry: Duration = 60.0  # beat's RedBeat calls retry this long through an outage
     reaper_interval: Duration | None = None  # beat reaps expired leases this often; unset: lease / 4
     # The improvement cycle (SPEC §9).
     improve_every: Duration = DEFAULT_IMPROVE_EVERY_S
@@ -116,6 +123,21 @@ class Settings(BaseSettings):
     @property
     def blocked_after_seconds(self) -> float:
         return self.blocked_after or self.iteration_length / 10
+
+    @property
+    def dispatch_grace_seconds(self) -> float:
+        """How long a writer has to confirm its send before a sweeper sends the item."""
+        return min(self.requeue_after_seconds or self.lease_seconds / 3, self.lease_seconds)
+
+    @property
+    def redeliver_interval_seconds(self) -> float:
+        return self.redeliver_interval or min(self.lease_seconds / 4, REDELIVER_PASS_MAX_S)
+
+    @property
+    def in_flight_seconds(self) -> float:
+        """A message a consumer took less than this ago may still be on its way to its claim;
+        one taken earlier whose item is still unclaimed is lost (its consumer died)."""
+        return max(IN_FLIGHT_MIN_S, self.redeliver_interval_seconds)
 
     @property
     def reaper_interval_seconds(self) -> float:

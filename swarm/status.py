@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from swarm import fleet_record
+from swarm.fleet_record import ChildRestarts
 from swarm.ledger import Ledger
 from swarm.metrics import LedgerReader, is_live
 from swarm.models import AgentStatus, Event, Role, Status
@@ -50,6 +52,14 @@ class CalendarView(BaseModel):
     velocity_total: int
 
 
+class BeatView(BaseModel):
+    """Which beat leads (its last tick) and which stand by (waited within the beat check's window)."""
+
+    leader: str | None  # host:pid of the beat that ticked last
+    last_tick: datetime | None
+    standbys: list[str]  # host:pid
+
+
 class StatusReport(BaseModel):
     at: datetime  # the Redis server's clock
     agents_by_role: dict[str, RoleAgents]
@@ -58,6 +68,8 @@ class StatusReport(BaseModel):
     queue_depths: dict[str, int]
     calendar: CalendarView
     events: list[Event]
+    beat: BeatView
+    restarts: list[ChildRestarts]  # children `swarm up` saw exit and started again, per host
 
 
 def _state(agent_status: AgentStatus, live: bool) -> str:
@@ -142,4 +154,20 @@ class StatusReader:
             queue_depths={r.value: n for r, n in snap.queue_depths.items()},
             calendar=calendar,
             events=ledger.events(self.events),
+            beat=self._beat(now_ms),
+            restarts=fleet_record.read(ledger),
         )
+
+    def _beat(self, now_ms: float) -> BeatView:
+        ledger = self.ledger
+        pipe = ledger.client.pipeline(transaction=False)
+        pipe.hgetall(ledger.keys.beat_tick)
+        pipe.hgetall(ledger.keys.beat_standbys)
+        tick, standbys = ledger.read(pipe.execute)
+        within_ms = ledger.settings.health_beat_within_seconds * 1000
+        leader = f"{tick['host']}:{tick['pid']}" if tick.get("host") else None
+        at = datetime.fromtimestamp(int(tick["at"]) / 1000, UTC) if tick.get("at") else None
+        waiting = sorted(
+            name for name, seen in standbys.items() if name != leader and now_ms - int(seen) <= within_ms
+        )
+        return BeatView(leader=leader, last_tick=at, standbys=waiting)

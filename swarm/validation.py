@@ -119,6 +119,13 @@ def positive_int(value: object, what: str) -> int:
     return value
 
 
+def count(value: object, what: str) -> int:
+    """A whole number of at least 0 (a count, a time in ms)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadInput(f"{what} must be a whole number of at least 0, got {_show(value)}")
+    return value
+
+
 def percent(value: object) -> int:
     """Progress is a whole number from 0 to 100; text is parsed, anything else refused."""
     parsed: object = value

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -175,14 +176,20 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     ledger = _process_ledger(pid)
     agent_id = _process_agent(pid, Role(role), execute_item.request.hostname or "")
     deadline = time.monotonic() + REDIS_OUTAGE_PATIENCE_S
+    # This run's claim token: a retry below (or redis-py re-sending the script) gets back the
+    # item this run claimed; another run of the same message (a broker restore) never does.
+    delivery_id = f"{execute_item.request.id}:{uuid.uuid4().hex}"
     while True:
         try:
-            run = execute(ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role)
+            run = execute(
+                ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role,
+                delivery_id=delivery_id,
+            )  # fmt: skip
             break
         except RedisUnavailable:
-            # Redis is restarting: once this message is acked nothing would send the item
-            # again, so wait for it. Trying again is safe: a claim whose reply was lost is
-            # skipped now and comes back through the lease reaper.
+            # Redis is restarting: wait for it, rather than ack the message and leave the
+            # redelivery pass to replace it. Trying again is safe: a claim whose reply was lost
+            # gets its item back (the delivery id), and is not made twice.
             if time.monotonic() > deadline:
                 raise
             time.sleep(REDIS_RETRY_PAUSE_S)

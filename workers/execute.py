@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,13 +23,22 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from swarm import tracing
-from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner
+from swarm import codec, tracing
+from swarm.errors import (
+    BadInput,
+    ClaimConflict,
+    InvalidTransition,
+    LeaseLost,
+    NotFound,
+    NotOwner,
+    SwarmError,
+)
 from swarm.ledger import Dispatch, Handoff, Ledger
 from swarm.models import Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper, tuning
+from workers.outage import OutageOutlastedLease, within_lease
 from workers.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
@@ -98,11 +108,14 @@ def execute(
     workflows: Mapping[str, Workflow] | None = None,
     lease_seconds: float | None = None,
     role: Role | str | None = None,
+    delivery_id: str | None = None,
 ) -> Execution:
     """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome.
 
-    Without ``lease_seconds``, the claim uses the lease the improvement cycle tuned for the
-    item's role (``role``, when the caller knows it, saves reading it), else the default.
+    With ``role`` it is a queue message's claim (``Ledger.claim_delivery``): the role's most
+    urgent owed item, normally ``work_id``; ``delivery_id`` (the message's task id) makes a
+    retried claim get back the item it already claimed. Without ``lease_seconds``, the claim uses
+    the lease the improvement cycle tuned for the item's role, else the default.
     """
     known = {"work_id": work_id, "agent_id": agent_id}
     if role is not None:
@@ -110,18 +123,27 @@ def execute(
     with bound_contextvars(**known):
         if lease_seconds is None:
             lease_seconds = tuning.lease_for(ledger, work_id, known.get("role"))
+        claim_sent_at = time.monotonic()  # the lease clock starts no later than the server's
         try:
             with tracing.span("swarm.claim") as span:
                 tracing.annotate(span, work_id=work_id, agent_id=agent_id)
-                item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+                if role is None:
+                    item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
+                else:  # a queue message: this item, or another its role still owes a delivery
+                    item = ledger.claim_delivery(
+                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id
+                    )
                 tracing.annotate(span, item)
         except (ClaimConflict, InvalidTransition, NotFound) as exc:
             log.info("skipped", reason=str(exc))
             return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
-        with bound_contextvars(role=item.role.value, trace_id=item.trace_id):
+        if item.id != work_id:
+            log.info("claimed_instead", work_id=item.id, message_work_id=work_id)
+        with bound_contextvars(work_id=item.id, role=item.role.value, trace_id=item.trace_id):
             return _run(
-                ledger, item, agent_id, handlers=handlers, workflows=workflows, lease_seconds=lease_seconds
-            )
+                ledger, item, agent_id, handlers=handlers, workflows=workflows,
+                lease_seconds=lease_seconds, claim_sent_at=claim_sent_at,
+            )  # fmt: skip
 
 
 def _run(
@@ -132,21 +154,25 @@ def _run(
     handlers: HandlerRegistry,
     workflows: Mapping[str, Workflow] | None,
     lease_seconds: float | None,
+    claim_sent_at: float | None = None,
 ) -> Execution:
     """The claimed item's handler, then its outcome, written with the claim's fence."""
-    ctx = HandlerContext(ledger, item, agent_id)
+    lease = ledger.settings.lease_seconds if lease_seconds is None else lease_seconds
+    ctx = HandlerContext(ledger, item, agent_id, lease_seconds=lease, claim_sent_at=claim_sent_at)
     wid, fence = item.id, ctx.fence
     handler = handlers.find(item.type, item.role)
     if handler is None:
         reason = f"no handler for type {item.type!r} on role {item.role.value}"
-        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, reason, fence=fence))
-    lease = ledger.settings.lease_seconds if lease_seconds is None else lease_seconds
+        return _fail(ctx, reason)
     ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
     result: Any = None
     with LeaseKeeper(ctx, lease):
         try:
             result = handler.fn(item, ctx)
+        except LeaseLost as exc:  # a progress report found the lease gone (ctx.lease_lost is set)
+            ctx.mark_lease_lost()
+            ctx.log.warning("handler_lost_lease", reason=str(exc))
         except TransientError as exc:
             failure = (f"transient: {exc}", True)
         except PermanentError as exc:
@@ -157,22 +183,17 @@ def _run(
     if ctx.lease_lost:
         return Execution(wid, Outcome.LEASE_LOST, detail="the lease was lost while the handler ran")
     if ctx.cancelled:
-        return _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence))
+        released = Landing(frozenset({Status.PENDING, Status.CANCELLED}), attempts=item.attempts)
+        return _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence), released)
     if failure is not None:
         reason, retry = failure
-        backoff = backoff_seconds(item.attempts + 1)
-        return _recorded(
-            ctx,
-            "fail",
-            lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff),
-        )
+        return _fail(ctx, reason, retry=retry, backoff=backoff_seconds(item.attempts + 1))
     try:
         handoff = _handoff(
             ctx, workflows if workflows is not None else load_workflows(ledger.settings.workflows_file)
         )
     except (SendBackLimit, PermanentError, BadInput) as exc:
-        why = f"permanent: {exc}"
-        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, why, fence=fence))
+        return _fail(ctx, f"permanent: {exc}")
     try:
         run = _recorded(
             ctx,
@@ -180,11 +201,44 @@ def _run(
             lambda: ledger.complete(
                 wid, agent_id, fence=fence, result=result, artifacts=ctx.artifacts, handoff=handoff
             ),
+            Landing(frozenset({Status.COMPLETED})),
         )
         return dataclasses.replace(run, handoff=handoff)
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
-        why = f"unrecordable result: {exc}"
-        return _recorded(ctx, "fail", lambda: ledger.fail(wid, agent_id, why, fence=fence))
+        return _fail(ctx, f"unrecordable result: {exc}")
+
+
+REASON_MAX_CHARS = 8192  # a failure's reason is kept to this; a handler's message may be anything
+
+
+def recordable(reason: str) -> str:
+    """A failure reason the ledger accepts: valid UTF-8 (lone surrogates replaced), cut short
+    (well under the ledger's note cap), so that no exception text can make the failure itself
+    unrecordable."""
+    text = reason.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > REASON_MAX_CHARS:
+        text = text[: REASON_MAX_CHARS - 20] + f"... ({len(reason)} chars)"
+    return text
+
+
+def _fail(ctx: HandlerContext, reason: str, *, retry: bool = False, backoff: float = 0.0) -> Execution:
+    """Fails the claimed item (``retry``: back to pending after ``backoff``, or dead)."""
+    reason = recordable(reason)
+    ledger, wid, agent_id, fence = ctx.ledger, ctx.item.id, ctx.agent_id, ctx.fence
+    if retry:
+        failed = Landing(
+            frozenset({Status.PENDING, Status.DEAD, Status.CANCELLED}),
+            attempts=ctx.item.attempts + 1,
+            error=reason,
+        )
+    else:
+        failed = Landing(frozenset({Status.FAILED}), error=reason)
+    return _recorded(
+        ctx,
+        "fail",
+        lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff),
+        failed,
+    )
 
 
 def _handoff(ctx: HandlerContext, workflows: Mapping[str, Workflow]) -> Handoff | None:
@@ -198,16 +252,74 @@ def _handoff(ctx: HandlerContext, workflows: Mapping[str, Workflow]) -> Handoff 
     return next_handoff(workflow, item, send_back=ctx.send_back_reason is not None)
 
 
-def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem]) -> Execution:
-    """One fenced write of the outcome (in a ``swarm.<kind>`` span); a lost lease means another
-    run owns the item now."""
+@dataclass(frozen=True)
+class Landing:
+    """What an outcome write leaves on the item, so that a write whose reply was lost in an
+    outage can be recognised after a retry is refused: one of ``statuses``, this holder's fence
+    and agent (``last_agent`` once back in pending), and ``attempts`` or ``error`` when given."""
+
+    statuses: frozenset[Status]
+    attempts: int | None = None
+    error: str | None = None
+
+    def matches(self, fields: dict[str, str], agent_id: str, fence: int) -> bool:
+        if not fields:
+            return False
+        item = codec.item_from_hash(fields)
+        holder = fields.get("last_agent") if item.status is Status.PENDING else item.agent_id
+        return (
+            item.status in self.statuses
+            and item.fence == fence
+            and holder == agent_id
+            and (self.attempts is None or item.attempts == self.attempts)
+            and (self.error is None or item.error == self.error)
+        )
+
+
+def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem], landing: Landing) -> Execution:
+    """The fenced write of the outcome (in a ``swarm.<kind>`` span), tried again while Redis is
+    unreachable and the lease lasts; a lost lease means another run owns the item now.
+
+    A try whose reply was lost may have landed all the same, and then a retry (ours, or the
+    Redis client's own) is refused: so a refusal reads the item, and ``landing`` found there
+    (this holder's fence and agent) means that the write landed. A handoff is made once either
+    way: it is part of the completion's own atomic step, and its id is the item's ``next_id``.
+    """
+
+    def unreachable(exc: BaseException) -> None:
+        ctx.log.warning("outcome_write_unreachable", kind=kind, reason=str(exc))
+
     try:
         with tracing.span(f"swarm.{kind}") as span:
             tracing.annotate(span, ctx.item, agent_id=ctx.agent_id, fence=ctx.fence)
-            item = write()
+            try:
+                item = within_lease(write, ctx.clock, kind, wait=_pause, on_unreachable=unreachable)
+            except (LeaseLost, NotOwner, InvalidTransition) as exc:
+                if isinstance(exc, OutageOutlastedLease):
+                    raise
+                item = _read_landed(ctx, kind, landing, exc)
     except (LeaseLost, NotOwner) as exc:
         ctx.log.warning("result_refused", reason=str(exc))
         return Execution(ctx.item.id, Outcome.LEASE_LOST, detail=str(exc))
     outcome = _finished(item)
     ctx.log.info("finished", outcome=outcome.value, status=item.status.value, error=item.error)
     return Execution(item.id, outcome, item, item.error or "")
+
+
+def _read_landed(ctx: HandlerContext, kind: str, landing: Landing, refusal: SwarmError) -> WorkItem:
+    """The item, if an earlier try of this outcome write landed; else ``LeaseLost``."""
+    ledger = ctx.ledger
+    key = ledger.keys.item(ctx.item.id)
+    fields: dict[str, str] = within_lease(
+        lambda: ledger.read(ledger.client.hgetall, key), ctx.clock, f"{kind} check", wait=_pause
+    )
+    if landing.matches(fields, ctx.agent_id, ctx.fence):
+        ctx.log.info("outcome_write_landed", kind=kind, detail=f"its reply was lost; a retry got: {refusal}")
+        return codec.item_from_hash(fields)
+    raise LeaseLost(str(refusal), holder=ctx.agent_id) from refusal  # e.g. another run finished it
+
+
+def _pause(seconds: float) -> bool:
+    """The pause between tries of an outcome write: nothing cuts it short."""
+    time.sleep(seconds)
+    return False

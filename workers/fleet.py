@@ -3,7 +3,8 @@
 Each role gets its own ``swarm worker`` process (node ``<role>@<host>``), so every Celery option
 and tool still applies. Children run in their own session, so a terminal's Ctrl-C reaches only
 the fleet, which stops them warmly (SIGTERM, then SIGKILL after the grace); on Linux they also
-die with the fleet's process if it is killed, so nothing is left running.
+die with the fleet's process if it is killed, so nothing is left running. ``spawn`` starts one
+child again, which is how ``workers.supervision`` restarts one that exited.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     tail: list[str] = field(default_factory=list)  # its last lines, for a failure message
+    started_at: float = 0.0  # time.monotonic() of its latest start
 
 
 class Fleet:
@@ -53,8 +55,10 @@ class Fleet:
         sink: Sink | None = None,
         log_dir: Path | None = None,
         grace_seconds: float = 30.0,
+        tolerate_exits: bool = False,
     ) -> None:
         self.env = env
+        self.tolerate_exits = tolerate_exits  # a child exiting at start is left to a supervisor
         self.sink = sink
         self.log_dir = log_dir
         self.grace_seconds = grace_seconds
@@ -82,7 +86,7 @@ class Fleet:
 
     def __enter__(self) -> Fleet:
         try:
-            self.start()
+            self.start(tolerate_exits=self.tolerate_exits)
         except BaseException:
             self.stop()
             raise
@@ -93,40 +97,50 @@ class Fleet:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S, *, tolerate_exits: bool = False) -> None:
+        """Starts every child and waits until each is ready. A child that exits meanwhile stops
+        the start (RuntimeError), unless ``tolerate_exits``: then it is left to the supervisor."""
         for child in self.children:
-            child.proc = subprocess.Popen(  # noqa: S603 - our own commands, argv lists, no shell
-                child.argv,
-                env={**self.env, **child.env},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-            )
-            pump = threading.Thread(target=self._pump, args=(child, child.proc), daemon=True)
-            pump.start()
+            self.spawn(child)
         deadline = time.monotonic() + timeout
         for child in self.children:
             while not child.ready.wait(0.1):
                 exited = child.proc is None or child.proc.poll() is not None
+                if exited and tolerate_exits:
+                    break
                 if exited or time.monotonic() > deadline:
                     why = "exited" if exited else f"was not ready in {timeout:.0f}s"
                     tail = "\n".join(child.tail[-20:])
                     raise RuntimeError(f"{child.name} {why}:\n{tail}")
+
+    def spawn(self, child: Child) -> None:
+        """Starts (or starts again) one child, its output pumped to its log and the sink."""
+        child.ready = threading.Event()
+        child.started_at = time.monotonic()
+        child.proc = subprocess.Popen(  # noqa: S603 - our own commands, argv lists, no shell
+            child.argv,
+            env={**self.env, **child.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        pump = threading.Thread(target=self._pump, args=(child, child.proc), daemon=True)
+        pump.start()
 
     def _pump(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
         """Copies a child's output to its log file and the sink, watching for its ready line."""
         if proc.stdout is None:
             return
         log: IO[str] | None = None
-        if self.log_dir is not None:
-            log = (self.log_dir / f"{child.name}.log").open("w", encoding="utf-8")
+        if self.log_dir is not None:  # a restarted child's lines follow its earlier ones
+            log = (self.log_dir / f"{child.name}.log").open("a", encoding="utf-8")
         try:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 child.tail = [*child.tail[-49:], line]
-                if child.ready_mark in line:
+                if child.ready_mark in line and proc is child.proc:
                     child.ready.set()
                 if log is not None:
                     log.write(line + "\n")

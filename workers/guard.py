@@ -2,8 +2,8 @@
 
 Celery's ``Consumer.create_task_handler`` returns ``on_task_received``, the function the task
 consumer calls with every message, in the worker's main process, before any strategy or pool sees
-it. ``GuardedConsumer`` wraps it: each message is first checked by ``workers.poison`` (and an
-execute call's work item must exist in the ledger); one that fails is recorded
+it. ``GuardedConsumer`` wraps it: each message is first checked by ``workers.poison``; one that
+fails is recorded
 (``swarm.deadletters``) and acknowledged, so that it neither stops the worker nor comes back.
 Anything Celery itself still raises on a message that passed (other than a lost connection,
 which must reach Celery's reconnect) dead-letters the message too, as ``refused``. A queue item
@@ -32,7 +32,7 @@ from swarm.broker_transport import on_undeliverable, transport_for
 from swarm.deadletters import DeadLetter, DeadLetterReason
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
-from workers.poison import Call, Refusal, inspect_message
+from workers.poison import Refusal, inspect_message
 
 log = structlog.get_logger("swarm.poison")
 
@@ -51,26 +51,16 @@ class PoisonGuard:
         return self._ledger
 
     def admit(self, message: Message) -> bool:
-        """True for a well-formed call of an existing item; otherwise dead-letters it (False)."""
+        """True for a well-formed call; otherwise dead-letters the message (False). An execute call
+        for an item the ledger does not have is well-formed: it stands in for its role, claiming
+        the role's most urgent owed item (``claim_delivery.lua``)."""
         verdict = inspect_message(
             message.content_type, message.content_encoding, message.headers, message.body
         )
-        if (
-            isinstance(verdict, Call)
-            and verdict.work_id is not None
-            and not self._item_exists(verdict.work_id)
-        ):
-            verdict = Refusal(DeadLetterReason.UNKNOWN_ITEM, f"the ledger has no item {verdict.work_id}")
         if isinstance(verdict, Refusal):
             self.dead_letter(message, verdict)
             return False
         return True
-
-    def _item_exists(self, work_id: str) -> bool:
-        try:
-            return bool(self.ledger.read(self.ledger.client.exists, self.ledger.keys.item(work_id)))
-        except SwarmError:  # Redis away: let it through, the execute task waits for Redis
-            return True
 
     def dead_letter(self, message: Message, refusal: Refusal) -> None:
         """Records the message, then acknowledges it (a connection error propagates: Celery

@@ -11,9 +11,10 @@ from types import TracebackType
 import structlog
 
 from swarm import validation
-from swarm.errors import BadInput, LeaseLost, NotOwner, RedisUnavailable, SwarmError
+from swarm.errors import BadInput, LeaseLost, NotOwner, SwarmError
 from swarm.ledger import Ledger
 from workers.context import HandlerContext
+from workers.outage import RetryAbandoned
 
 HEARTBEATS_PER_LEASE = 3  # renew three times a lease: two missed beats still leave time
 
@@ -24,8 +25,10 @@ class LeaseKeeper:
     """Renews the lease every ``lease / HEARTBEATS_PER_LEASE`` seconds until stopped.
 
     A heartbeat's reply carries ``cancel_requested``; a refused one means the lease is gone.
-    Either is passed to the handler through its context. A Redis outage is retried at the next
-    beat: the lease only runs out if the outage outlasts it.
+    Either is passed to the handler through its context. A heartbeat that cannot reach Redis is
+    tried again with a short pause (``workers.outage``) for as long as the lease lasts by the
+    server's reckoning: an outage shorter than the lease costs nothing; a longer one marks the
+    lease lost.
     """
 
     def __init__(self, ctx: HandlerContext, lease_seconds: float) -> None:
@@ -47,15 +50,16 @@ class LeaseKeeper:
     def _run(self) -> None:
         ctx = self.ctx
         while not self._stop.wait(self.interval):
-            try:
-                item = ctx.ledger.heartbeat(ctx.item.id, ctx.agent_id, fence=ctx.fence)
-            except (LeaseLost, NotOwner) as exc:
-                log.warning("lease_lost", work_id=ctx.item.id, agent_id=ctx.agent_id, reason=str(exc))
-                ctx.mark_lease_lost()
+            if ctx.lease_lost:  # a progress report found it lost
                 return
-            except RedisUnavailable as exc:
-                log.warning("heartbeat_failed", work_id=ctx.item.id, reason=str(exc))
-                continue
+            try:
+                item = ctx.renewing(
+                    lambda: ctx.ledger.heartbeat(ctx.item.id, ctx.agent_id, fence=ctx.fence),
+                    "heartbeat",
+                    wait=self._stop.wait,
+                )
+            except (LeaseLost, NotOwner, RetryAbandoned):  # lost (marked and logged), or stopped
+                return
             except SwarmError as exc:  # e.g. the item was finished meanwhile
                 log.info("heartbeat_stopped", work_id=ctx.item.id, reason=str(exc))
                 return

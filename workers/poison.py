@@ -52,11 +52,6 @@ class Call:
     task: str
     args: tuple[Any, ...]
 
-    @property
-    def work_id(self) -> str | None:
-        """The work item an execute call is for."""
-        return str(self.args[0]) if self.task == EXECUTE_TASK else None
-
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -1,11 +1,13 @@
-"""The lease reaper (run by the leading beat) and the dispatch sweep (run in every worker).
+"""The lease reaper (run by the leading beat and by every worker), and the dispatch sweep and
+redelivery pass (run in every worker).
 
 ``Ledger.reap`` moves each expired item atomically, so a reaper that runs twice (two beats
 during a hand-over, a manual ``swarm reap``) still returns each item once. ``Ledger.due_dispatches``
 hands each due outbox entry to one sweeper at a time. The sweep sends what the ledger says is
 owed a queue message: reaped and released items, retries whose backoff is over, and sends whose
 writer died before confirming. It runs in the workers, four times a second, because retries
-must start on time and beat does not tick that often.
+must start on time and beat does not tick that often. The redelivery pass
+(``workers.redelivery``) re-sends items whose sent message the broker lost.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import structlog
 from swarm.errors import SwarmError
 from swarm.ledger import DISPATCH_BATCH, Dispatch, Ledger
 from swarm.models import Status
+from workers.redelivery import Redelivery
 
 SWEEP_INTERVAL_S = 0.25  # how late a retry may start after its backoff, at most
 
@@ -49,14 +52,20 @@ def sweep(ledger: Ledger, send: Send) -> int:
 
 
 class UpkeepThread:
-    """Sweeps the outbox every ``SWEEP_INTERVAL_S``, and renews this process's agents'
-    heartbeats (``agents()``) every third of a lease, so that an idle worker reads as alive."""
+    """Sweeps the outbox every ``SWEEP_INTERVAL_S``, reaps expired leases every
+    ``reaper_interval`` (as the leading beat does: a killed beat's lock would otherwise stop
+    all reaping until it times out), runs the redelivery pass every ``redeliver_interval``, and
+    renews this process's agents' heartbeats (``agents()``) every third of a lease, so that an
+    idle worker reads as alive. None of it takes a pool slot."""
 
     def __init__(self, ledger: Ledger, send: Send, agents: Callable[[], list[str]] = list) -> None:
         self.ledger = ledger
         self.send = send
         self.agents = agents
+        self.redelivery = Redelivery(ledger, send)
         self._seen_every = ledger.settings.lease_seconds / 3
+        self._redeliver_every = ledger.settings.redeliver_interval_seconds
+        self._reap_every = ledger.settings.reaper_interval_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="swarm-upkeep", daemon=True)
 
@@ -69,13 +78,19 @@ class UpkeepThread:
             self._thread.join(timeout=self.ledger.settings.socket_timeout + 5)
 
     def _run(self) -> None:
-        next_seen = 0.0
+        next_seen = next_reap = next_redelivery = 0.0
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
                 if time.monotonic() >= next_seen:
                     next_seen = time.monotonic() + self._seen_every
                     self.ledger.agents_seen(self.agents())
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + self._reap_every
+                    reap(self.ledger)
                 sweep(self.ledger, self.send)
+                if time.monotonic() >= next_redelivery:
+                    next_redelivery = time.monotonic() + self._redeliver_every
+                    self.redelivery.run_once()
             except SwarmError as exc:  # Redis down: try again next time
                 log.warning("upkeep_failed", reason=str(exc))
             except Exception:  # e.g. the broker refused a send: keep the thread alive

@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from swarm.cli.celery_command import run_celery
 from swarm.cli.runtime import load_settings, run
 from swarm.embedded import resolve_redis
 from swarm.settings import get_settings
@@ -28,6 +29,6 @@ def beat(
             get_settings.cache_clear()
             from ceremonies.beat import app  # noqa: PLC0415 - built from the environment set above
 
-            app.start(["beat", "--loglevel", loglevel, *(celery_args or [])])
+            run_celery(app, ["beat", "--loglevel", loglevel, *(celery_args or [])])
 
     run(False, body)

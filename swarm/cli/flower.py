@@ -8,6 +8,7 @@ import os
 import typer
 
 from swarm.celery_app import create_app
+from swarm.cli.celery_command import run_celery
 from swarm.cli.runtime import err, load_settings, run
 from swarm.embedded import resolve_redis
 from swarm.errors import BadInput
@@ -99,6 +100,6 @@ def flower(
                 )
             os.environ.update(env)
             app = create_app(settings, target.url)
-            app.start(argv)
+            run_celery(app, argv)
 
     run(False, body)

@@ -72,6 +72,32 @@ def _calendar(report: StatusReport) -> Table:
     return table
 
 
+def _processes(report: StatusReport) -> Table:
+    """The beats (who leads, who stands by) and the children ``swarm up`` restarted."""
+    table = Table(title="Beat and restarts", expand=True)
+    table.add_column("process")
+    table.add_column("state")
+    table.add_column("detail")
+    beat = report.beat
+    table.add_row(
+        "beat",
+        "leading" if beat.leader else "none",
+        f"{beat.leader or '-'}, last tick {_when(beat.last_tick)}",
+    )
+    for name in beat.standbys:
+        table.add_row("beat", "standby", name)
+    for row in report.restarts:
+        table.add_row(
+            f"{row.host}/{row.child}",
+            Text(
+                f"{row.restarts} restart{'' if row.restarts == 1 else 's'}",
+                style="yellow" if row.restarts else "",
+            ),
+            f"last exit {row.last_exit} at {_when(row.at)}",
+        )
+    return table
+
+
 def dashboard(report: StatusReport, refreshes: int | None = None) -> RenderableType:
     """The whole dashboard as one Rich renderable."""
     header = f"swarm status at {_when(report.at)} UTC"
@@ -83,7 +109,7 @@ def dashboard(report: StatusReport, refreshes: int | None = None) -> RenderableT
     top.add_row(_agents(report), _queues(report), _calendar(report))
     events = Group(*(render.event_line(e) for e in report.events)) if report.events else Text("no events")
     return Panel(
-        Group(top, _items(report), Rule("Recent events"), events),
+        Group(top, _items(report), _processes(report), Rule("Recent events"), events),
         title=header,
         title_align="left",
     )
@@ -98,7 +124,8 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show agents by role (live/stale), items by status and role, queue depths, the current PI
-    and iteration with its velocity so far, and recent events."""
+    and iteration with its velocity so far, the leading and standby beats, the children `swarm up`
+    restarted, and recent events."""
 
     def body() -> None:
         with ledger_session() as ledger:

@@ -1,4 +1,5 @@
-"""``swarm up``: every role's worker (and Flower with ``--flower``) until Ctrl-C."""
+"""``swarm up``: every role's worker and beat (and Flower with ``--flower``) until Ctrl-C or SIGTERM,
+restarting any of them that exits (``workers.supervision``)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,23 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from types import FrameType
 
 import typer
+from redis.exceptions import RedisError
 from rich.text import Text
 
-from swarm import validation
+from swarm import fleet_record, validation
 from swarm.cli.runtime import load_settings, out, run
 from swarm.connection import redact
 from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
-from swarm.errors import BadInput, RedisUnavailable
+from swarm.errors import BadInput, RedisUnavailable, SwarmError
+from swarm.ledger import Ledger
 from swarm.models import Role
 from swarm.settings import Settings
 from workers.fleet import Fleet
+from workers.supervision import Report, Supervisor
 
 ROLE_COLOURS = {
     "pm": "magenta",
@@ -30,7 +33,6 @@ ROLE_COLOURS = {
     "devops": "cyan",
     "beat": "red",
 }
-CHILD_CHECK_S = 0.5  # how often `up` checks that its children still run
 
 
 def parse_roles(roles: str) -> list[Role]:
@@ -98,7 +100,8 @@ def up(
     ),
     beat: bool = typer.Option(True, "--beat/--no-beat", help="Also run beat (reaper, ceremonies)."),
 ) -> None:
-    """Run a worker for every role and beat (plus Flower) until Ctrl-C, then stop them all cleanly."""
+    """Run a worker for every role and beat (plus Flower) until Ctrl-C or SIGTERM, then stop them
+    all cleanly. One that exits meanwhile is started again, after a backoff if it keeps exiting."""
 
     def body() -> None:
         chosen = parse_roles(roles)
@@ -111,7 +114,9 @@ def up(
                     "with 'no handler'. Try --handlers workers.demo.",
                     style="yellow",
                 )
-            fleet = Fleet(env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds)
+            fleet = Fleet(
+                env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds, tolerate_exits=True
+            )
             for role in chosen:
                 fleet.add_worker(role, concurrency=concurrency, pool=pool)
             if beat:
@@ -121,9 +126,10 @@ def up(
                 fleet.add_flower(port)
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
             out.print(f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes")
+            ledger = Ledger.from_url(target.url, settings)
             try:
                 with fleet:
-                    names = ", ".join(c.name for c in fleet.children)
+                    names = ", ".join(c.name for c in fleet.children if c.ready.is_set())
                     out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
                     if target.embedded:  # other commands reach this swarm only through its URL
                         out.print(
@@ -131,19 +137,35 @@ def up(
                         )
                     if flower:
                         out.print(f"Flower: http://127.0.0.1:{port}/")
-                    wait_for_exit(fleet)
+                    supervise(fleet, ledger)
             except KeyboardInterrupt:
                 out.print("swarm up: stopped", style="bold")
                 return
+            finally:
+                ledger.client.close()
 
     run(False, body)
 
 
-def wait_for_exit(fleet: Fleet) -> None:
-    """Blocks until Ctrl-C (KeyboardInterrupt) or until a child exits on its own (an error)."""
-    while True:
-        alive = fleet.alive()
-        if len(alive) < len(fleet.children):
-            gone = [c.name for c in fleet.children if c.name not in alive]
-            raise RuntimeError(f"{', '.join(gone)} exited; stopping the swarm")
-        time.sleep(CHILD_CHECK_S)
+def supervise(fleet: Fleet, ledger: Ledger) -> None:
+    """Restarts the children that exit, printing and counting each (``swarm status``), until
+    Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
+    names = [c.name for c in fleet.children]
+    with contextlib.suppress(SwarmError, RedisError):  # Redis away: the counts start afresh at the next write
+        fleet_record.reset(ledger, names)
+
+    def report(event: Report) -> None:
+        if event.restarted:
+            out.print(f"swarm up: {event.child} started again (restart {event.restarts})", style="yellow")
+        else:
+            out.print(
+                f"swarm up: {event.child} exited with code {event.exit_code}; "
+                f"starting it again in {event.delay_s:g}s",
+                style="bold red",
+            )
+        try:
+            fleet_record.record(ledger, event.child, event.restarts, event.exit_code)
+        except (SwarmError, RedisError) as exc:
+            out.print(f"swarm up: restart of {event.child} not recorded ({exc})", style="yellow")
+
+    Supervisor(fleet, report).run()

@@ -8,6 +8,7 @@ import typer
 
 from swarm import validation
 from swarm.celery_app import ceremonies_queue, role_queues
+from swarm.cli.celery_command import run_celery
 from swarm.cli.runtime import load_settings, run
 from swarm.embedded import resolve_redis
 from swarm.models import Priority, Role
@@ -63,7 +64,7 @@ def worker(
                 from ceremonies.beat import configure_beat  # noqa: PLC0415
 
                 configure_beat(app, get_settings(), target.url)
-            app.worker_main(argv)
+            run_celery(app, argv)  # its exit code, not worker_main's None
 
     run(False, body)
 

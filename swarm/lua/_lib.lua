@@ -14,6 +14,10 @@ local STATUS_KEY = {
 local READY_KEY = { pm = KEYS[16], architect = KEYS[17], developer = KEYS[18], qa = KEYS[19], devops = KEYS[20] }
 local OUTBOX = KEYS[21]
 local METRICS = KEYS[22]
+local SENT_KEY = { pm = KEYS[23], architect = KEYS[24], developer = KEYS[25], qa = KEYS[26], devops = KEYS[27] }
+-- A sent set's score is rank * SENT_RANK_SPAN + the send time (ms): most urgent, then longest
+-- owed, first. 2^42 ms is about 139 years; the largest score stays below 2^53 (exact in Lua).
+local SENT_RANK_SPAN = 4398046511104
 local EVENTS_MAX_LEN, DISPATCH_GRACE_MS = ARGV[1], tonumber(ARGV[2])
 local RANK = { critical = 0, high = 1, medium = 2, low = 3 }
 local TERMINAL = { completed = true, failed = true, cancelled = true, dead = true }
@@ -86,15 +90,33 @@ local function move(id, from, to, now)
   redis.call('ZADD', STATUS_KEY[to], ms(now), id)
 end
 
--- A pending item is ready for its role, and in the dispatch outbox until a message for it is
--- known to be sent: scored by when a sweeper should send one. `due_ms` nil means the writer
--- sends it now, so a sweeper steps in only if that send is not confirmed within the grace;
--- false keeps it out of the queues (for manual claims).
+-- Delivery (README, "Delivery owed until the claim"). A pending item that goes through the
+-- queues is owed a delivery until an agent claims it. Two structures say how:
+-- - the outbox: owed a send that is not known to be made (scored by when a sweeper should make
+--   it: after the writer's grace, at the end of a retry's backoff, or at once);
+-- - its role's sent set (by priority, then when the send was decided; ZADD NX, so a re-send or
+--   a late confirmation keeps its place): a message is, or is about to be, in the queue. A
+--   message of the role claims from it (claim_delivery.lua) and the redelivery pass
+--   (redeliver.lua) counts it.
+-- An item the writer sends at once is in both until the send is confirmed; one a sweeper takes
+-- (dispatch_due.lua) joins the sent set then. A claim takes it out of both.
+local function mark_sent(id, role, priority, now)
+  redis.call('ZADD', SENT_KEY[role], 'NX', RANK[priority] * SENT_RANK_SPAN + ms(now), id)
+end
+
+-- A pending item is ready for its role and owed a message. `due_ms` nil means the writer sends
+-- it now (a sweeper steps in only if that send is not confirmed within the grace); false, or an
+-- item filed for manual claims, keeps it out of the queues.
 local function make_ready(ik, id, now, due_ms)
-  local f = redis.call('HMGET', ik, 'role', 'priority')
+  local f = redis.call('HMGET', ik, 'role', 'priority', 'manual')
   redis.call('ZADD', READY_KEY[f[1]], RANK[f[2]], id)
-  if due_ms ~= false then
-    redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
+  redis.call('ZREM', SENT_KEY[f[1]], id)
+  if due_ms == false or f[3] == '1' then
+    return
+  end
+  redis.call('ZADD', OUTBOX, due_ms or (ms(now) + DISPATCH_GRACE_MS), id)
+  if due_ms == nil then
+    mark_sent(id, f[1], f[2], now)
   end
 end
 
@@ -109,7 +131,9 @@ local function back_to_pending(ik, id, now, due_ms)
 end
 
 local function unready(ik, id)
-  redis.call('ZREM', READY_KEY[redis.call('HGET', ik, 'role')], id)
+  local role = redis.call('HGET', ik, 'role')
+  redis.call('ZREM', READY_KEY[role], id)
+  redis.call('ZREM', SENT_KEY[role], id)
   redis.call('ZREM', OUTBOX, id)
 end
 
@@ -152,7 +176,9 @@ local function do_claim(id, agent, lease_ms, now)
   local expires = now + lease_ms * 1000
   redis.call('HSET', ik, 'status', 'claimed', 'agent_id', agent, 'fence', fence,
     'claimed_at', fmt(now), 'updated_at', fmt(now), 'lease_expires_at', fmt(expires), 'lease_ms', lease_ms)
+  redis.call('HDEL', ik, 'delivery', 'stood_in') -- claim_delivery.lua sets them for its own claims
   redis.call('ZREM', READY_KEY[f[3]], id)
+  redis.call('ZREM', SENT_KEY[f[3]], id)
   redis.call('ZREM', OUTBOX, id)
   move(id, 'pending', 'claimed', now)
   redis.call('ZADD', LEASES, ms(expires), id)

@@ -12,6 +12,7 @@ for _, id in ipairs(due) do
   local f = redis.call('HMGET', ITEM_PREFIX .. id, 'status', 'fence', 'type', 'role', 'priority', 'traceparent')
   if f[1] == 'pending' then
     redis.call('ZADD', OUTBOX, ms(now) + DISPATCH_GRACE_MS, id)
+    mark_sent(id, f[4], f[5], now) -- about to be in the queue: a message of its role may claim it
     for _, v in ipairs({ id, f[2] or '', f[3], f[4], f[5], f[6] or '' }) do
       out[#out + 1] = v
     end

@@ -50,7 +50,9 @@ else
     end
   end
   if to == 'pending' then
-    back_to_pending(ik, id, now, ms(now) + (tonumber(ARGV[16]) or 0))
+    local retry_at = ms(now) + (tonumber(ARGV[16]) or 0)
+    redis.call('HSET', ik, 'retry_at', fmt(retry_at)) -- no queue message claims it earlier
+    back_to_pending(ik, id, now, retry_at)
   else
     redis.call('HSET', ik, 'status', to, 'completed_at', fmt(now))
   end

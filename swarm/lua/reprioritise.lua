@@ -6,7 +6,7 @@
 -- ARGV: [3] id, [4] the new priority.
 local id, priority = ARGV[3], ARGV[4]
 local ik = ITEM_PREFIX .. id
-local f = redis.call('HMGET', ik, 'status', 'priority', 'trace_id', 'manual')
+local f = redis.call('HMGET', ik, 'status', 'priority', 'trace_id', 'manual', 'retry_at')
 local st = f[1]
 if not st then
   return { 'err', 'not_found', id }
@@ -21,9 +21,8 @@ local now = now_us()
 redis.call('HSET', ik, 'priority', priority, 'updated_at', fmt(now))
 move(id, st, 'pending', now)
 local due = ms(now)
-local owed = redis.call('ZSCORE', OUTBOX, id)
-if owed and tonumber(owed) > due then
-  due = tonumber(owed) -- a retry still in its backoff keeps it
+if f[5] and tonumber(f[5]) > due then
+  due = tonumber(f[5]) -- a retry still in its backoff keeps it
 end
 if f[4] == '1' then
   due = false

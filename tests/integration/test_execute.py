@@ -105,6 +105,24 @@ def test_an_unexpected_exception_is_retried_like_a_transient_failure(ledger: Led
     assert ledger.get(item.id).attempts == 1
 
 
+@pytest.mark.parametrize(
+    "message", ["x" * 200_000, "bad \udc80 surrogate", '\x00 nul, "quotes", \n newlines, emoji \U0001f600']
+)
+def test_any_exception_text_still_records_the_failure(ledger: Ledger, message: str) -> None:
+    def loud(item: WorkItem, ctx: HandlerContext) -> None:
+        raise PermanentError(message)
+
+    item = ledger.submit("task", "x")
+    run = execute(ledger, item.id, "dev-1", handlers=registry_with(loud))
+    assert run.outcome is Outcome.FAILED
+    error = ledger.get(item.id).error
+    assert error is not None
+    assert error.startswith("permanent: ")
+    if len(message) < 1000 and "\udc80" not in message:
+        assert error == f"permanent: {message}", "short valid text is kept byte-exact"
+    assert len(error.encode()) <= 64 * 1024
+
+
 def test_a_permanent_failure_is_not_retried(ledger: Ledger) -> None:
     def broken(item: WorkItem, ctx: HandlerContext) -> None:
         raise PermanentError("spec is contradictory")

@@ -215,3 +215,32 @@ def test_dead_items_fail_until_acknowledged_and_a_new_one_fails_again(redis_url:
     assert second in reason
     assert first not in reason
     assert reason.startswith("1 dead item(s)")
+
+
+def test_a_role_whose_lost_message_was_put_back_is_recovering_not_failing(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    lease = 2.0  # a redelivery pass every 0.5 s
+    within = 4.0  # the health read comes moments after the re-send: even a loaded machine is in time
+    ledger = _ledger(redis_url, prefix, health_consuming_within=within, lease_seconds=lease)
+    client = Swarm(redis_url, agent_id="pm-1", settings=Settings(key_prefix=prefix, redis_url=None))
+    item = client.submit("chore", "its message is lost", role="qa")
+    queue = role_queues(ledger.settings, "qa")[2]
+    assert ledger.client.rpop(queue) is not None  # as a consumer that died after its pop would
+    env = {"SWARM_LEASE_SECONDS": str(lease)}
+    # A developer worker takes no qa work, but its redelivery pass looks after every role.
+    with running_worker(redis_url, prefix, "developer", tmp_path / "dev.log", env=env):
+        wait_until(lambda: ledger.client.llen(queue) == 1, "the lost qa message to be put back", DEADLINE_S)
+        wait_until(
+            lambda: ledger.server_time().timestamp() - item.created_at.timestamp() > within,
+            "the item to wait longer than agents are given",
+        )
+        check = _check(check_health(ledger), "consuming:qa")
+        assert check["ok"], check
+        assert "recovering" in check["reason"]
+        assert "re-sent" in check["reason"]
+        # No qa worker ever takes it: once the re-send is older than the grace, the check fails.
+        wait_until(lambda: not _check(check_health(ledger), "consuming:qa")["ok"], "the qa check to fail")
+        assert "no live qa agents" in _check(check_health(ledger), "consuming:qa")["reason"]
+    assert ledger.get(item.id).status is Status.PENDING
+    client.close()

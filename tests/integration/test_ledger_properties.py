@@ -5,6 +5,11 @@ and checks each outcome (the result, or the exact error type) against a small in
 after every step the items, the registries, velocity and the event stream must agree with it.
 A lease running out is simulated exactly as Redis does it: the claim key disappears (and its
 lease registry score, the expiry time, is then in the past).
+
+Delivery is modelled too: an item that goes through the queues is owed a message from the step
+that makes it pending until a claim: in the outbox until a send is confirmed, and in its role's
+sent set once a send is decided (by its writer at once, or by a sweeper); an item filed for
+manual claims never is; a queue message claims its role's most urgent, longest-owed sent item.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from swarm.deliveries import SENT_RANK_SPAN_MS
 from swarm.errors import BadInput, ClaimConflict, InvalidTransition, LeaseLost, NotFound, NotOwner, SwarmError
-from swarm.ledger import Ledger
+from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Priority, Role, Status, WorkItem
 from swarm.settings import Settings
 
@@ -59,6 +65,7 @@ submissions = st.fixed_dictionaries(
         "priority": st.sampled_from(list(Priority)),
         "points": st.integers(0, 5),
         "max_attempts": st.integers(1, 3),
+        "dispatch": st.booleans(),
     }
 )
 
@@ -79,6 +86,10 @@ class Model:
     progress: int = 0
     cancel_requested: bool = False
     live: bool = False  # the claim key exists (the lease has not run out)
+    manual: bool = False  # filed for manual claims: never owed a queue message
+    outbox: bool = False  # pending and owed a send not yet confirmed
+    sent: bool = False  # pending and owed, with a send decided (in its role's sent set)
+    due_now: bool = False  # in the outbox and due for a sweeper now (back in pending)
 
 
 def _attempt(call: Callable[[], T]) -> tuple[T | None, SwarmError | None]:
@@ -145,12 +156,14 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(item.fence > f for f in self.issued), "fencing tokens must strictly increase"
         self.issued.append(item.fence)
         m.status, m.holder, m.fence, m.live = Status.CLAIMED, agent, item.fence, True
+        m.outbox = m.sent = m.due_now = False
 
     @staticmethod
     def _end_tenure(m: Model, to: Status) -> None:
         m.status, m.live = to, False
-        if to is Status.PENDING:  # a fresh start for the next claimer
+        if to is Status.PENDING:  # a fresh start for the next claimer, owed a new send
             m.last_holder, m.holder, m.progress = m.holder, None, 0
+            m.outbox, m.sent, m.due_now = not m.manual, False, not m.manual
 
     def _retry_target(self, m: Model) -> Status:
         """Where a lost lease or a retried failure leads: attempts + 1 first."""
@@ -174,14 +187,26 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.items) < MAX_ITEMS)
-    @rule(target=items_, fields=submissions, claim_for=st.none() | st.sampled_from(AGENTS))
-    def submit(self, fields: dict[str, Any], claim_for: str | None) -> str:
+    @rule(
+        target=items_,
+        fields=submissions,
+        claim_for=st.none() | st.sampled_from(AGENTS),
+        confirm=st.booleans(),
+    )
+    def submit(self, fields: dict[str, Any], claim_for: str | None, confirm: bool) -> str:
         item = self.ledger.submit("task", "x", claim_for=claim_for, **fields)
         assert all(item.id > older for older in self.items), "ids must sort by creation time"
-        m = Model(**fields, seq=len(self.items))
+        dispatch = fields.pop("dispatch")
+        m = Model(**fields, seq=len(self.items), manual=not dispatch)
         self.items[item.id] = m
         if claim_for is not None:
             self._claimed(m, claim_for, item)
+        else:  # its writer sends it at once: decided now, confirmed later
+            m.outbox = m.sent = dispatch
+        if (
+            claim_for is None and confirm
+        ):  # its submitter sent the message and confirmed it, as the facade does
+            self.confirm_send(item.id)
         return item.id
 
     @rule(wid=items_, agent=st.sampled_from(AGENTS))
@@ -280,6 +305,51 @@ class LedgerMachine(RuleBasedStateMachine):
             if m.status is Status.PENDING:
                 m.status = Status.CANCELLED
 
+    @rule(wid=items_)
+    def confirm_send(self, wid: str) -> None:
+        m = self.items[wid]
+        owed = m.status is Status.PENDING and not m.manual
+        confirmed = self.ledger.dispatched(Dispatch.of(self.ledger.get(wid)))
+        assert confirmed is (owed and m.outbox), "a confirmation takes the item out of the outbox once"
+        if owed:
+            m.outbox, m.sent, m.due_now = False, True, False
+
+    @rule()
+    def sweep(self) -> None:
+        """A sweeper takes the outbox entries that are due (items back in pending)."""
+        taken = {d.work_id for d in self.ledger.due_dispatches()}
+        assert taken == {w for w, m in self.items.items() if m.status is Status.PENDING and m.due_now}
+        for wid in taken:
+            m = self.items[wid]
+            m.sent, m.due_now = True, False
+
+    @rule(wid=items_, agent=st.sampled_from(AGENTS))
+    def deliver(self, wid: str, agent: str) -> None:
+        """A queue message for ``wid`` reaches a worker of its role."""
+        m = self.items[wid]
+        head = self.client.zrange(self.ledger.keys.sent(m.role), 0, 0)
+        named_ok = m.status is Status.PENDING and not m.manual
+        if named_ok and not m.sent and (not head or m.priority.rank < self.items[head[0]].priority.rank):
+            expected_id: str | None = wid  # its send is not confirmed yet, and it is more urgent
+        elif head:
+            expected_id = head[0]
+        else:
+            expected_id = wid if named_ok else None
+        got, error = _attempt(lambda: self.ledger.claim_delivery(wid, agent, m.role))
+        event(f"deliver: {'own' if expected_id == wid else 'other' if expected_id else type(error).__name__}")
+        if expected_id is None:
+            refusal = ClaimConflict if m.status in HELD else InvalidTransition
+            _expect(refusal, got, error)
+            return
+        _expect(None, got, error)
+        assert got is not None
+        assert got.id == expected_id, "the role's most urgent, longest-owed item"
+        claimed = self.items[got.id]
+        assert claimed.status is Status.PENDING
+        assert not claimed.manual
+        assert claimed.role is m.role
+        self._claimed(claimed, agent, got)
+
     @precondition(lambda self: any(m.live for m in self.items.values()))
     @rule(data=st.data())
     def expire_lease(self, data: st.DataObject) -> None:
@@ -353,6 +423,19 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.counts() == {s: sum(m.status is s for m in self.items.values()) for s in Status}
         velocity = {team: points for team, points in self.ledger.velocity().items() if points}
         assert velocity == {team: points for team, points in self.velocity.items() if points}
+
+    @invariant()
+    def every_queued_pending_item_is_owed_once(self) -> None:
+        keys = self.ledger.keys
+        outbox = set(self.client.zrange(keys.outbox, 0, -1))
+        owed = {w for w, m in self.items.items() if m.status is Status.PENDING and not m.manual}
+        assert outbox == {w for w in owed if self.items[w].outbox}, "owed a send not yet confirmed"
+        assert all(self.items[w].outbox or self.items[w].sent for w in owed), "every owed item is somewhere"
+        for role in Role:
+            sent = dict(self.client.zrange(keys.sent(role), 0, -1, withscores=True))
+            assert set(sent) == {w for w in owed if self.items[w].sent and self.items[w].role is role}, role
+            for wid, score in sent.items():
+                assert int(score) // SENT_RANK_SPAN_MS == self.items[wid].priority.rank, "by priority first"
 
     @invariant()
     def each_completed_item_has_one_completed_event(self) -> None:

@@ -87,7 +87,12 @@ def assert_consistent(ledger: Ledger) -> None:
             assert item.completed_at is not None, wid
     outbox = set(client.zrange(keys.outbox, 0, -1))
     pending = {w for w, i in items.items() if i.status is Status.PENDING}
-    assert outbox <= pending, "only pending items are owed a send"
+    manual = {w for w in items if client.hget(keys.item(w), "manual") == "1"}
+    assert outbox <= pending - manual, "only pending items that go through the queues are owed a send"
+    for role in Role:
+        sent = set(client.zrange(keys.sent(role), 0, -1))
+        assert sent <= pending - manual, f"only pending queued items are owed a delivery ({role})"
+        assert all(items[w].role is role for w in sent), role
     claim_keys = {k[len(keys.claim_prefix) :] for k in client.keys(keys.claim_prefix + "*")}
     assert claim_keys <= set(held)
     assert sum(ledger.counts().values()) == len(items)

@@ -79,6 +79,7 @@ def _every_key(keys: Keys) -> list[str]:
         keys.health_dead_ack,
         *(keys.status(s) for s in Status),
         *(keys.ready(r) for r in Role),
+        *(keys.sent(r) for r in Role),
     ]
 
 
@@ -118,16 +119,21 @@ def test_default_namespace_is_swarm() -> None:
 def test_script_keys_are_distinct_and_cover_every_status_and_role() -> None:
     keys = Keys("t")
     sk = keys.script_keys()
-    assert len(set(sk)) == len(sk) == 10 + len(Status) + len(Role)
+    assert len(set(sk)) == len(sk) == 10 + len(Status) + 2 * len(Role)
     assert set(sk) >= {keys.status(s) for s in Status} | {keys.ready(r) for r in Role}
+    assert set(sk) >= {keys.sent(r) for r in Role}
 
 
 def test_script_keys_order_matches_the_status_and_ready_tables_of_lib_lua() -> None:
     source, sk = _lua("_lib.lua"), Keys("t").script_keys()
     status_idx = _lua_key_indices(_lua_table(source, "STATUS_KEY"))
     ready_idx = _lua_key_indices(_lua_table(source, "READY_KEY"))
+    sent_idx = _lua_key_indices(_lua_table(source, "SENT_KEY"))
     assert set(status_idx) == {s.value for s in Status}
-    assert set(ready_idx) == {r.value for r in Role}
+    assert set(ready_idx) == set(sent_idx) == {r.value for r in Role}
+    for role, index in sent_idx.items():
+        assert sk[index - 1] == Keys("t").sent(role), role
+    assert [sent_idx[r.value] for r in Role] == sorted(sent_idx.values())
     for status, index in status_idx.items():
         assert sk[index - 1] == Keys("t").status(status), status
     for role, index in ready_idx.items():

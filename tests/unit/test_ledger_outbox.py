@@ -23,7 +23,7 @@ def test_a_submitted_item_is_owed_a_send_until_its_sender_confirms(fake_ledger: 
     before = _server_ms(fake_ledger)
     item = fake_ledger.submit("feature", "x", role="qa", priority="high")
     due = _outbox(fake_ledger)[item.id]
-    grace_ms = fake_ledger.settings.requeue_after_seconds * 1000
+    grace_ms = fake_ledger.settings.dispatch_grace_seconds * 1000
     assert before + grace_ms <= due <= _server_ms(fake_ledger) + grace_ms, "a sweep waits one grace"
     assert fake_ledger.due_dispatches() == [], "not due while its sender has the grace to send it"
     assert fake_ledger.dispatched(Dispatch.of(item)) is True
