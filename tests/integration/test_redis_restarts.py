@@ -75,7 +75,10 @@ def _any_exited(workers: dict[str, subprocess.Popen[bytes]]) -> bool:
 
 def _assert_alive(workers: dict[str, subprocess.Popen[bytes]], logs: dict[str, Path], when: str) -> None:
     for role, proc in workers.items():
-        assert proc.poll() is None, f"the {WORKERS[role]} worker exited {when}:\n{logs[role].read_text()}"
+        log = logs[role].read_text(errors="replace")
+        # A crashed worker first finishes its tasks (a warm shutdown), so its log says it sooner.
+        assert "Unrecoverable error" not in log, f"the {WORKERS[role]} worker crashed {when}:\n{log}"
+        assert proc.poll() is None, f"the {WORKERS[role]} worker exited {when}:\n{log}"
 
 
 def _open_fds(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
@@ -100,9 +103,10 @@ def _restart_rounds(
         ids = [client.submit("feature", f"round {round_}", role=role, payload=payload).id for role in WORKERS]
         submitted += ids
         wait_until(
-            lambda: _safely(lambda: _in_flight_with_brpop(raw, client.ledger, ids)),  # noqa: B023
+            lambda: _safely(lambda: _in_flight_with_brpop(raw, client.ledger, ids)) or _any_exited(workers),  # noqa: B023
             f"round {round_}: both items running, unacked, and both workers in BRPOP",
         )
+        _assert_alive(workers, logs, f"before restart {round_ + 1}")
         client.close()
         raw.close()
         _restart(server)
