@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from swarm import deadletters
 from swarm.cli.runtime import JSON_OPTION, err, load_settings, out, print_model, run
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.health import EXIT_UNREACHABLE, acknowledge_dead, check_health
@@ -16,7 +17,8 @@ def health(
     ack_dead: bool = typer.Option(
         False,
         "--ack-dead",
-        help="Acknowledge every item dead now (the dead check passes until another dies).",
+        help="Acknowledge every item dead and every message dead-lettered now (those checks pass "
+        "until another dies or is dead-lettered).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -36,8 +38,9 @@ def health(
                 report = check_health(ledger)  # Redis must answer before anything is recorded
                 if report.exit_code != EXIT_UNREACHABLE:
                     ack = acknowledge_dead(ledger)
+                    letters = deadletters.acknowledge(ledger)
                     if not as_json:
-                        err.print(f"acknowledged {ack.count} dead item(s)")
+                        err.print(f"acknowledged {ack.count} dead item(s) and {letters} dead letter(s)")
             report = check_health(ledger)
         finally:
             ledger.client.close()

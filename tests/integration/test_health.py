@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from swarm import Settings, Status, Swarm
+from swarm import Settings, Status, Swarm, deadletters
 from swarm.celery_app import create_app, role_queues
+from swarm.deadletters import DeadLetter, DeadLetterReason
 from swarm.embedded import free_port
 from swarm.health import EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE, HealthReport, check_health
 from swarm.ledger import Ledger
@@ -207,8 +208,16 @@ def test_dead_items_fail_until_acknowledged_and_a_new_one_fails_again(redis_url:
     assert _check(report, "dead")["ok"] is False
     assert first in _check(report, "dead")["reason"]
 
+    letter = DeadLetter(
+        reason=DeadLetterReason.BODY, detail="a string body", queue="q", task="swarm.execute",
+        message_id="m1", raw='"not a call"',
+    )  # fmt: skip
+    deadletters.record(ledger, letter)
+    code, report = _health_cli(redis_url, prefix)
+    assert _check(report, "dead_letters")["ok"] is False
     code, report = _health_cli(redis_url, prefix, "--ack-dead")
     assert _check(report, "dead")["ok"] is True
+    assert _check(report, "dead_letters")["ok"] is True, "--ack-dead acknowledges dead letters too"
 
     second = kill("second to die")
     reason = _check(check_health(ledger), "dead")["reason"]

@@ -68,7 +68,10 @@ def test_metric_values_match_the_ledger_after_a_known_run(
     ledger: Ledger = client.ledger
     Calendar.load(ledger)  # the calendar starts now: the run is in its first iteration
 
-    with running_worker(redis_url, prefix, "developer", tmp_path / "dev.log", "-c", "2"):
+    # The worker's own reaper (every worker reaps, once at start and then every interval) is
+    # set to an hour, so the lease below stays expired and unreaped while the metrics are read.
+    hourly_reaper = {"SWARM_REAPER_INTERVAL": "1h"}
+    with running_worker(redis_url, prefix, "developer", tmp_path / "dev.log", "-c", "2", env=hourly_reaper):
         done = [
             client.submit("chore", f"ok {n}", role="developer", team="red" if n % 2 else "blue", points=n + 1)
             for n in range(5)
@@ -89,7 +92,7 @@ def test_metric_values_match_the_ledger_after_a_known_run(
             explain=lambda: (tmp_path / "dev.log").read_text(errors="replace"),
         )
         # No qa worker: these wait in the queue. One more is claimed by hand with a short lease
-        # that runs out; nothing reaps it (no beat).
+        # that runs out; nothing reaps it (no beat, and the worker's reaper is hourly).
         waiting = [client.submit("chore", f"queued {n}", role="qa", team="blue") for n in range(2)]
         stuck = ledger.submit("chore", "held past its lease", role="architect", team="red")
         ledger.claim(stuck.id, "hand-1", lease_seconds=0.05)
