@@ -78,7 +78,8 @@ class UpkeepThread:
             self._thread.join(timeout=self.ledger.settings.socket_timeout + 5)
 
     def _run(self) -> None:
-        next_seen = next_reap = next_redelivery = 0.0
+        next_seen = next_redelivery = 0.0
+        next_reap = time.monotonic() + self._reap_every  # then every interval, like beat's
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
                 if time.monotonic() >= next_seen:

@@ -68,8 +68,8 @@ def test_metric_values_match_the_ledger_after_a_known_run(
     ledger: Ledger = client.ledger
     Calendar.load(ledger)  # the calendar starts now: the run is in its first iteration
 
-    # The worker's own reaper (every worker reaps, once at start and then every interval) is
-    # set to an hour, so the lease below stays expired and unreaped while the metrics are read.
+    # The worker's own reaper (every worker reaps, every reaper interval) is set to an hour, so
+    # the lease below stays expired and unreaped while the metrics are read.
     hourly_reaper = {"SWARM_REAPER_INTERVAL": "1h"}
     with running_worker(redis_url, prefix, "developer", tmp_path / "dev.log", "-c", "2", env=hourly_reaper):
         done = [

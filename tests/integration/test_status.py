@@ -119,6 +119,20 @@ def _read_until(fd: int, proc: subprocess.Popen[bytes], wanted: bytes, deadline_
     return seen
 
 
+def _drain_until_exit(fd: int, proc: subprocess.Popen[bytes], deadline_s: float) -> None:
+    """Reads (and drops) what the process writes to the pty until it exits, or fails."""
+    deadline = time.monotonic() + deadline_s
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the process did not exit within {deadline_s}s of Ctrl-C")
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                os.read(fd, 65536)
+            except OSError:  # the pty closed: the process is exiting
+                continue
+
+
 def test_watch_refreshes_live_on_a_terminal_until_interrupted(
     redis_url: str, prefix: str, ledger: Ledger
 ) -> None:
@@ -138,7 +152,10 @@ def test_watch_refreshes_live_on_a_terminal_until_interrupted(
         assert b"(refresh 2)" in seen
         assert b"Queue depth" in seen
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert proc.wait(timeout=30) == 130
+        # Keep reading the terminal meanwhile, as a terminal does: a full pty buffer would block
+        # the dashboard's last frame (and so its exit) on a write that no one reads.
+        _drain_until_exit(main, proc, 30.0)
+        assert proc.wait(timeout=1) == 130
     finally:
         if proc.poll() is None:
             proc.kill()
