@@ -224,9 +224,7 @@ class Chaos:
 
     def _restart_redis(self) -> Done:
         at = time.time()
-        self.server.stop()
-        time.sleep(OUTAGE_S)
-        self.server.start()
+        self.server.restart(OUTAGE_S)
         return Done(Fault.REDIS_RESTART, at, f"redis-server :{self.server.port}", until=time.time())
 
     def _replace(self, proc: Proc, done: Done) -> None:

@@ -8,7 +8,6 @@ item is reaped and run again exactly once, and the stale holder writes nothing a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from swarm.ledger import Ledger
 from swarm.models import Event, EventKind
 
 from .polling import wait_until
-from .workers_harness import PrivateRedis, private_redis, running_beat, running_worker, task_outcomes
+from .workers_harness import private_redis, running_beat, running_worker, task_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +36,6 @@ def statuses(ledger: Ledger, ids: list[str]) -> list[Status | None]:
         return [ledger.get(wid).status for wid in ids]
     except RedisUnavailable:
         return [None] * len(ids)
-
-
-def outage(server: PrivateRedis, down_s: float) -> float:
-    """Stops Redis for ``down_s`` (the fault itself, not a wait for a result), starts it again,
-    and returns how long it did not answer in all (stop, pause, AOF replay)."""
-    began = time.monotonic()
-    server.stop()
-    time.sleep(down_s)
-    server.start()
-    return time.monotonic() - began
 
 
 SHORT_LEASE_S = 12.0  # the lease of the first test: far longer than the outage, even when loaded
@@ -79,7 +68,7 @@ def test_an_outage_shorter_than_the_lease_costs_no_attempt_and_no_lease(
                 "every item to be running and reporting progress",
                 DEADLINE_S,
             )
-            down = outage(server, SHORT_OUTAGE_S)
+            down = server.restart(SHORT_OUTAGE_S)
             ledger = Ledger.from_url(server.url, settings)  # a fresh connection to the new server
             wait_until(
                 lambda: statuses(ledger, ids) == [Status.COMPLETED] * ITEMS,
@@ -132,7 +121,7 @@ def test_an_outage_that_outlasts_the_lease_reruns_the_item_exactly_once(prefix: 
                 DEADLINE_S,
             )
             first = client.ledger.get(wid)
-            down = outage(server, LONG_OUTAGE_S)
+            down = server.restart(LONG_OUTAGE_S)
             ledger = Ledger.from_url(server.url, settings)
             wait_until(
                 lambda: statuses(ledger, [wid]) == [Status.COMPLETED],

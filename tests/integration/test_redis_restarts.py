@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -63,12 +62,6 @@ def _all_completed(ledger: Ledger, ids: list[str]) -> bool:
     return all(ledger.get(wid).status is Status.COMPLETED for wid in ids)
 
 
-def _restart(server: PrivateRedis) -> None:
-    server.stop()
-    time.sleep(OUTAGE_S)
-    server.start()
-
-
 def _any_exited(workers: dict[str, subprocess.Popen[bytes]]) -> bool:
     return any(proc.poll() is not None for proc in workers.values())
 
@@ -109,7 +102,7 @@ def _restart_rounds(
         _assert_alive(workers, logs, f"before restart {round_ + 1}")
         client.close()
         raw.close()
-        _restart(server)
+        server.restart(OUTAGE_S)
         ledger = Ledger.from_url(server.url, settings)
         wait_until(
             lambda: _safely(lambda: _all_completed(ledger, ids)) or _any_exited(workers),  # noqa: B023

@@ -4,7 +4,6 @@ it can stop and start it on the same port and directory without touching the sha
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from swarm.ledger import Ledger
 from swarm.models import EventKind, Role
 
 from .polling import wait_until
-from .workers_harness import PrivateRedis, private_redis, running_beat, running_worker, task_outcomes
+from .workers_harness import private_redis, running_beat, running_worker, task_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +33,6 @@ def count_completed(ledger: Ledger, ids: list[str]) -> int:
         return 0
 
 
-def restart(server: PrivateRedis) -> None:
-    server.stop()
-    time.sleep(OUTAGE_S)
-    server.start()
-
-
 def test_a_redis_restart_mid_run_loses_no_item_and_completes_none_twice(prefix: str, tmp_path: Path) -> None:
     settings = Settings(key_prefix=prefix, redis_url=None)
     env = {"SWARM_LEASE_SECONDS": str(LEASE_S)}
@@ -56,7 +49,7 @@ def test_a_redis_restart_mid_run_loses_no_item_and_completes_none_twice(prefix: 
             ]
             ids = [i.id for i in items]
             wait_until(lambda: count_completed(client.ledger, ids) >= 4, "the run to be under way")
-            restart(server)
+            server.restart(OUTAGE_S)
             ledger = Ledger.from_url(server.url, settings)  # a fresh connection to the new server
             assert count_completed(ledger, ids) < ITEMS_BEFORE, "the restart happened mid-run"
             later = Swarm(server.url, agent_id="pm-2", settings=settings)

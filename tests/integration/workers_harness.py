@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,15 @@ class PrivateRedis:
             explain=lambda: self.log.read_text(errors="replace"),
         )
         assert proc.poll() is None, f"redis-server exited:\n{self.log.read_text(errors='replace')}"
+
+    def restart(self, down_s: float) -> float:
+        """Stops the server, keeps it down ``down_s`` (the fault itself, not a wait for a result),
+        starts it again, and returns how long it did not answer in all (stop, pause, AOF replay)."""
+        began = time.monotonic()
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+        return time.monotonic() - began
 
     def stop(self) -> None:
         """SIGTERM (a clean shutdown that flushes the AOF), and waits for the process to exit."""

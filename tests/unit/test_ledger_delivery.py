@@ -80,17 +80,22 @@ def test_a_claim_or_a_cancel_ends_the_delivery_debt(fake_ledger: Ledger, end: st
     assert_consistent(fake_ledger)
 
 
+def _back_to_pending(ledger: Ledger, work_id: str, how: str) -> None:
+    """Claims the item, then ends that claim ``how``: a release, a retried failure or a reap."""
+    held = ledger.claim(work_id, A)
+    if how == "release":
+        ledger.release(work_id, A, fence=held.fence)
+    elif how == "retry":
+        ledger.fail(work_id, A, "flaky", fence=held.fence, retry=True)
+    else:
+        expire_lease(ledger, work_id)
+        ledger.reap()
+
+
 @pytest.mark.parametrize("how", ["release", "retry", "reap"])
 def test_an_item_back_in_pending_is_owed_a_new_send(fake_ledger: Ledger, how: str) -> None:
     (item,) = _sent_items(fake_ledger, 1)
-    held = fake_ledger.claim(item.id, A)
-    if how == "release":
-        fake_ledger.release(item.id, A, fence=held.fence)
-    elif how == "retry":
-        fake_ledger.fail(item.id, A, "flaky", fence=held.fence, retry=True)
-    else:
-        expire_lease(fake_ledger, item.id)
-        fake_ledger.reap()
+    _back_to_pending(fake_ledger, item.id, how)
     assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is not None
     assert _sent(fake_ledger) == {}, "not sent yet: the outbox owes it"
     assert_consistent(fake_ledger)
@@ -99,14 +104,7 @@ def test_an_item_back_in_pending_is_owed_a_new_send(fake_ledger: Ledger, how: st
 @pytest.mark.parametrize("how", ["release", "retry", "reap"])
 def test_an_item_filed_for_manual_claims_never_enters_the_queues(fake_ledger: Ledger, how: str) -> None:
     item = fake_ledger.submit("improvement", "for a person", role="qa", dispatch=False)
-    held = fake_ledger.claim(item.id, A)
-    if how == "release":
-        fake_ledger.release(item.id, A, fence=held.fence)
-    elif how == "retry":
-        fake_ledger.fail(item.id, A, "later", fence=held.fence, retry=True)
-    else:
-        expire_lease(fake_ledger, item.id)
-        fake_ledger.reap()
+    _back_to_pending(fake_ledger, item.id, how)
     assert fake_ledger.get(item.id).status is Status.PENDING
     assert fake_ledger.client.zscore(fake_ledger.keys.outbox, item.id) is None
     assert fake_ledger.dispatched(Dispatch.of(fake_ledger.get(item.id))) is False, "a stray send owes nothing"
