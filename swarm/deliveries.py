@@ -13,13 +13,14 @@ until an agent claims it (README, "Nothing waits on a lost message").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swarm import codec, validation
 from swarm.models import Priority, Role, WorkItem
 from swarm.queries import LedgerQueries
 from swarm.routing import Dispatch
+from swarm.scripts import Scripts
 
 DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
 REDELIVER_BATCH = 500  # lost messages re-sent per role and pass; the rest wait for the next pass
@@ -35,6 +36,10 @@ def _dispatches(flat: Sequence[str]) -> list[Dispatch]:
 
 class LedgerDeliveries(LedgerQueries):
     """Delivery bookkeeping over one ledger namespace; ``Ledger`` provides the script calls."""
+
+    _scripts: Scripts
+    _script_keys: list[str]
+    _common_argv: list[str | int]
 
     def _call(self, script: str, *args: str | int, agent: str | None = None) -> list[Any]:
         raise NotImplementedError  # Ledger._call
@@ -100,8 +105,28 @@ class LedgerDeliveries(LedgerQueries):
         holds off other passes for the role for ``hold_ms``. ``redeliver.lua`` explains the
         arithmetic.
         """
-        checked_role = validation.enum_value(Role, role, "role").value
-        given = {"seen_ms": seen_ms, "queued": queued, "hold_ms": hold_ms, "limit": limit}
-        counts = [validation.count(value, name) for name, value in given.items()]
-        reply = self._call("redeliver", checked_role, *counts)
-        return int(reply[1]), _dispatches(reply[2])
+        checked = validation.enum_value(Role, role, "role")
+        return self.redeliver_roles({checked: (queued, limit)}, seen_ms=seen_ms, hold_ms=hold_ms)[checked]
+
+    def redeliver_roles(
+        self, roles: Mapping[Role, tuple[int, int]], *, seen_ms: int, hold_ms: int = 0
+    ) -> dict[Role, tuple[int, list[Dispatch]]]:
+        """``redeliver`` for several roles, each given as ``(queued, limit)``, in one round trip."""
+        seen, hold = validation.count(seen_ms, "seen_ms"), validation.count(hold_ms, "hold_ms")
+        checked = {
+            validation.enum_value(Role, role, "role"): (
+                validation.count(queued, "queued"),
+                min(validation.count(limit, "limit"), REDELIVER_BATCH),
+            )
+            for role, (queued, limit) in roles.items()
+        }
+        pipe = self.client.pipeline(transaction=False)
+        script = self._scripts["redeliver"]
+        for role, (queued, limit) in checked.items():
+            script(
+                self._script_keys, [*self._common_argv, role.value, seen, queued, hold, limit], client=pipe
+            )
+        replies: list[list[Any]] = self._read(pipe.execute)
+        return {
+            role: (int(reply[1]), _dispatches(reply[2])) for role, reply in zip(checked, replies, strict=True)
+        }

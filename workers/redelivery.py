@@ -86,15 +86,13 @@ class Redelivery:
         """One pass over every role; returns how many messages were sent."""
         seen_ms, queued = self.observe()
         now = self.clock()
+        results = self.ledger.redeliver_roles(
+            {role: (queued[role], self._limit(role, now)) for role in Role},
+            seen_ms=seen_ms,
+            hold_ms=round(self.hold_s * 1000),
+        )
         sent = 0
-        for role in Role:
-            missing, due = self.ledger.redeliver(
-                role,
-                seen_ms=seen_ms,
-                queued=queued[role],
-                hold_ms=round(self.hold_s * 1000),
-                limit=self._limit(role, now),
-            )
+        for role, (missing, due) in results.items():
             self._seen[role].append((now, missing))
             for dispatch in due:
                 self.send(dispatch)
