@@ -16,10 +16,10 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from ceremonies import history
-from ceremonies.calendar import Calendar, Period
 from ceremonies.pi_planning import ObjectivesProgress, objectives_progress
 from ceremonies.registry import Ceremony
 from ceremonies.report import CeremonyReport
+from swarm.calendar import Calendar, Period
 from swarm.ledger import Ledger
 from swarm.models import Event, EventKind, Role, Status, WorkItem
 

@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from ceremonies.calendar import Period
+from swarm.calendar import Period
 from swarm.models import Event, EventKind, Priority, Role, Status, WorkItem
 
 # WSJF's cost of delay by priority (SAFe's Fibonacci-like scale); ``payload["cost_of_delay"]``

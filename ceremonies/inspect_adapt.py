@@ -21,11 +21,11 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from ceremonies import figures, history
-from ceremonies.calendar import Calendar, Period
 from ceremonies.figures import FailureCause, ObjectiveState
 from ceremonies.pi_planning import ObjectivesProgress, objectives_progress
 from ceremonies.registry import Ceremony
 from ceremonies.report import CeremonyReport, Filing
+from swarm.calendar import Calendar, Period
 from swarm.ids import new_work_id
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Priority, Role, Status, WorkItem

@@ -18,10 +18,10 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from ceremonies import figures, history, store
-from ceremonies.calendar import Calendar, Period
 from ceremonies.figures import Capacity, ObjectiveState
 from ceremonies.registry import Ceremony
 from ceremonies.report import CeremonyReport
+from swarm.calendar import Calendar, Period
 from swarm.ledger import Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 

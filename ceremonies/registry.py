@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ceremonies.calendar import Calendar, Period
 from ceremonies.report import CeremonyReport
+from swarm.calendar import Calendar, Period
 from swarm.errors import BadInput
 from swarm.ledger import Ledger
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ceremonies.calendar import Period
+from swarm.calendar import Period
 from swarm.models import Priority, Role
 
 

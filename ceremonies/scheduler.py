@@ -31,9 +31,9 @@ from redbeat.schedulers import get_redis
 from redis.exceptions import LockError, RedisError
 
 from ceremonies import store
-from ceremonies.calendar import Calendar
 from ceremonies.leadership import Leadership
 from ceremonies.registry import ceremony
+from swarm.calendar import Calendar
 from swarm.celery_app import CEREMONY_TASK, REAP_TASK
 from swarm.connection import CONNECTION_ERRORS
 from swarm.errors import SwarmError

@@ -23,9 +23,9 @@ from datetime import datetime
 import structlog
 from redis.exceptions import LockError
 
-from ceremonies.calendar import Calendar, Period
 from ceremonies.registry import Ceremony
 from ceremonies.report import CeremonyReport, Filing
+from swarm.calendar import Calendar, Period
 from swarm.errors import AlreadyExists
 from swarm.ledger import Ledger
 

@@ -13,9 +13,9 @@ import structlog
 from celery import Celery
 
 from ceremonies import store
-from ceremonies.calendar import Calendar
 from ceremonies.registry import ceremony
 from swarm import tracing
+from swarm.calendar import Calendar
 from swarm.celery_app import CEREMONY_TASK, IMPROVE_TASK, REAP_TASK
 from swarm.ledger import Ledger
 from workers.reaper import reap

@@ -58,7 +58,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ceremonies.calendar import Calendar, Period
+from swarm.calendar import Calendar, Period
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.models import AgentStatus, Role, Status

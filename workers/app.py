@@ -43,9 +43,9 @@ from celery.signals import (
 )
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from ceremonies.calendar import Calendar
 from ceremonies.tasks import register as register_leader_tasks
 from swarm import tracing
+from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError

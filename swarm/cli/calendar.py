@@ -7,7 +7,7 @@ from datetime import datetime
 import typer
 from rich.table import Table
 
-from ceremonies.calendar import Calendar, Placement
+from swarm.calendar import Calendar, Placement
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, run
 from swarm.durations import format_duration
 

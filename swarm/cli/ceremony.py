@@ -14,10 +14,10 @@ from pathlib import Path
 import typer
 
 from ceremonies import render, store
-from ceremonies.calendar import Calendar, period_key
 from ceremonies.registry import Ceremony
 from ceremonies.registry import ceremony as find_ceremony
 from ceremonies.report import CeremonyReport
+from swarm.calendar import Calendar, period_key
 from swarm.cli.runtime import JSON_OPTION, err, ledger_session, out, print_model, run
 from swarm.errors import BadInput, NotFound, SwarmError
 from swarm.ledger import Ledger

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ceremonies import store
-from ceremonies.calendar import Calendar
 from ceremonies.registry import ceremonies
+from swarm.calendar import Calendar
 from swarm.ledger import Ledger
 from swarm.settings import Settings
 

@@ -34,13 +34,13 @@ import pytest
 
 from ceremonies import history, store
 from ceremonies.art_sync import ARTSyncReport
-from ceremonies.calendar import Calendar, Period
 from ceremonies.figures import ObjectiveState
 from ceremonies.inspect_adapt import InspectAdaptReport
 from ceremonies.pi_planning import PIPlanningReport
 from ceremonies.registry import ceremony
 from ceremonies.report import CeremonyReport
 from ceremonies.system_demo import SystemDemoReport
+from swarm.calendar import Calendar, Period
 from swarm.ledger import Handoff, Ledger
 from swarm.models import Priority, Role, Status
 

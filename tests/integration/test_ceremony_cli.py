@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ceremonies import store
-from ceremonies.calendar import Calendar
 from ceremonies.pi_planning import PIPlanningReport
 from ceremonies.registry import ceremony
+from swarm.calendar import Calendar
 from swarm.ledger import Ledger
 from swarm.models import Priority
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ceremonies.calendar import Calendar
 from swarm import Settings, Status, Swarm
+from swarm.calendar import Calendar
 from swarm.embedded import free_port
 from swarm.ledger import Ledger
 from swarm.models import Agent, EventKind, Role, WorkItem

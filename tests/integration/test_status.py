@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ceremonies.calendar import Calendar
+from swarm.calendar import Calendar
 from swarm.ledger import Ledger
 from swarm.models import AgentStatus, Role, Status
 from swarm.settings import Settings

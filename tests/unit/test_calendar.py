@@ -1,4 +1,4 @@
-"""The calendar (ceremonies/calendar.py): placing instants, periods, boundaries and the shared epoch.
+"""The calendar (swarm/calendar.py): placing instants, periods, boundaries and the shared epoch.
 
 The calendar used throughout: epoch E, iterations of 100 s, 3 per PI (a PI is 300 s), and an ART
 Sync every 30 s, i.e. ceil(100 / 30) = 4 slots of 25 s per iteration.
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import fakeredis
 import pytest
 
-from ceremonies.calendar import Cadence, Calendar, Placement
+from swarm.calendar import Cadence, Calendar, Placement
 from swarm.ledger import Ledger
 from swarm.settings import Settings
 

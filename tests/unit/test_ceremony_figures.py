@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from ceremonies import figures
-from ceremonies.calendar import Calendar
 from ceremonies.figures import Capacity, Failure, ObjectiveState
 from ceremonies.inspect_adapt import role_times
 from ceremonies.pi_planning import history_iterations, plan
 from ceremonies.system_demo import demo_figures
+from swarm.calendar import Calendar
 from swarm.models import Event, EventKind, Priority, Role, Status, WorkItem
 
 E = datetime(2026, 1, 5, tzinfo=UTC)

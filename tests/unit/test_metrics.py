@@ -10,7 +10,7 @@ import pytest
 from ledger_helpers import A, B, stored_field
 from prometheus_client.parser import text_string_to_metric_families
 
-from ceremonies.calendar import Calendar
+from swarm.calendar import Calendar
 from swarm.errors import ClaimConflict, NotOwner
 from swarm.ledger import Handoff, Ledger
 from swarm.metrics import (
