@@ -23,8 +23,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy swarm workers ceremonies
 
+# The whole suite on two processes, then the ledger, beat and calendar tests again on the embedded
+# Redis 6.2 server (the oldest supported).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
+	SWARM_TEST_REDIS=embedded $(BIN)/pytest -n 2 --dist worksteal -m redis_compat
 
 bench: install
 	$(BIN)/python bench/bench_ledger.py

@@ -1,8 +1,8 @@
 """Shared fixtures: a real Redis for integration tests, fakeredis for unit tests.
 
 The real Redis is ``REDIS_URL`` when set, else 127.0.0.1:6379 when it answers, else the
-project's embedded default. Every test gets its own key prefix, so tests never see each
-other's data and never flush a shared server.
+project's embedded default, in a database of the tests' own (``tests/redis_db.py``). Every test
+gets its own key prefix too, so tests never see each other's data.
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ import fakeredis
 import pytest
 import redis
 
-from swarm.embedded import redis_for_checks
 from swarm.ledger import Ledger
 from swarm.settings import Settings
+
+from .redis_db import RefusedDatabase, claim_database, database_for, test_server
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """The real Redis every integration test uses."""
-    with redis_for_checks(os.environ.get("REDIS_URL")) as target:
-        yield target.url
+    """The real Redis every integration test uses, in a database of the tests' own."""
+    with test_server() as server:
+        try:
+            # pytest-xdist names its workers gw0, gw1, ...: each has a database of its own.
+            url = claim_database(server, database_for(os.environ.get("PYTEST_XDIST_WORKER", "")))
+        except RefusedDatabase as exc:
+            pytest.exit(f"integration tests refused: {exc}", returncode=4)
+        yield url
 
 
 def _drop_namespace(client: redis.Redis, prefix: str) -> None:

@@ -279,11 +279,12 @@ def events(
 
     def body() -> None:
         with ledger_session() as ledger:
-            for event in ledger.events(count):
+            history = ledger.events(count)
+            for event in history:
                 _print_event(event, as_json)
             if follow:
-                last = ledger.events(1)
-                for event in ledger.follow(after=last[-1].id if last else "0"):
+                # From the last event shown: one appended since is printed, not skipped.
+                for event in ledger.follow(after=history[-1].id if history else "0"):
                     _print_event(event, as_json)
 
     run(as_json, body)
