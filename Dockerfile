@@ -12,9 +12,9 @@ COPY . /src
 RUN pip install -c /src/constraints.txt /src \
     && rm -rf /src
 
-# Relative paths in the settings (config/workflows.toml, config/beat.toml) resolve from here.
+# The workflows and the beat schedule ship inside the package; a file mounted at
+# /app/config/workflows.toml or /app/config/beat.toml overrides them (relative paths resolve here).
 WORKDIR /app
-COPY config ./config
 
 RUN useradd --create-home --uid 10001 --user-group swarm \
     && chown -R swarm:swarm /app

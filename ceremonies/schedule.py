@@ -1,4 +1,7 @@
-"""The beat schedule: built-in entries from the settings, then ``config/beat.toml`` on top.
+"""The beat schedule: built-in entries from the settings, then a beat file's tables on top.
+
+The beat file is the one the ``beat_schedule_file`` setting names, else ``./config/beat.toml``
+when present, else the packaged ``ceremonies/beat.toml`` (which changes nothing).
 
 Built-in entries (each can be retimed or switched off in the file, under its name):
 
@@ -21,16 +24,17 @@ from celery.schedules import crontab
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from swarm.celery_app import CEREMONY_TASK, IMPROVE_TASK, REAP_TASK
-from swarm.config_files import read_toml
+from swarm.config_files import PackagedFile, read_toml
 from swarm.durations import Duration
 from swarm.errors import BadInput
 from swarm.settings import Settings
 
 CEREMONY_NAMES = ("pi-planning", "art-sync", "system-demo", "inspect-adapt")
+BEAT_FILE = PackagedFile("ceremonies", "beat.toml", "beat_schedule_file")
 
 
 class BeatEntry(BaseModel):
-    """One table of ``config/beat.toml``."""
+    """One table of the beat file."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -63,7 +67,7 @@ def built_in(settings: Settings) -> dict[str, dict[str, Any]]:
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: the built-in entries with the file's changes and additions."""
     entries = built_in(settings)
-    file, tables = read_toml(settings.beat_schedule_file)
+    file, tables = read_toml(settings.beat_schedule_file, BEAT_FILE)
     for name, table in tables.items():
         try:
             spec = BeatEntry.model_validate(table)

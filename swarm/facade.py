@@ -72,7 +72,7 @@ class Swarm:
         """Submits an item and enqueues it for its role's workers.
 
         ``claim=True`` instead claims it for this agent in the same step (nothing is enqueued).
-        ``workflow`` (from ``config/workflows.toml``) starts it at the workflow's first stage.
+        ``workflow`` (one of the workflows file's: README, Configuration) starts it at its first stage.
         With tracing on, the item's trace starts in a ``swarm.submit`` span around both.
         """
         return submit_work(

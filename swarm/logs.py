@@ -48,13 +48,11 @@ _SHARED: list[Processor] = [
 def resolve_format(setting: str | None = None, stream: IO[str] | None = None) -> Format:
     """``json`` or ``console`` for ``setting`` (default: the ``log_format`` setting)."""
     if setting is None:
-        from pydantic import ValidationError  # noqa: PLC0415
-
         from swarm.settings import get_settings  # noqa: PLC0415 - settings import logging users
 
         try:
             setting = get_settings().log_format
-        except ValidationError:  # a bad setting: the command that reads it reports it clearly
+        except ValueError:  # a bad setting or settings file: the command that reads it reports it clearly
             setting = "auto"
     if setting in ("json", "console"):
         return "json" if setting == "json" else "console"

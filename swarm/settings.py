@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic_settings import (
 )
 
 from swarm.durations import Duration
+from swarm.errors import BadInput
 from swarm.models import Priority, Role
 
 DEFAULT_LEASE_SECONDS = 30.0  # a holder must heartbeat within this, or its item is reaped
@@ -54,7 +56,8 @@ class Settings(BaseSettings):
     default_points: int = Field(default=1, ge=0)
     socket_timeout: float = Field(default=5.0, gt=0)
     visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, gt=0)
-    workflows_file: str = "config/workflows.toml"  # workflow definitions (relative to the cwd)
+    # Workflow definitions; unset: ./config/workflows.toml when present, else the packaged ones.
+    workflows_file: str | None = None
     handler_modules: str = ""  # comma-separated modules a worker imports for their handlers
     worker_role: Role | None = None  # set by `swarm worker --role` for the worker's processes
     shutdown_grace_seconds: float = Field(default=DEFAULT_SHUTDOWN_GRACE_S, ge=0)
@@ -83,7 +86,8 @@ class Settings(BaseSettings):
     impediment_attempts: int = Field(default=2, ge=1)  # an item on its 2nd try or later is an impediment
     top_failure_causes: int = Field(default=3, ge=0, le=50)  # filed as improvement items at I&A
     # Beat.
-    beat_schedule_file: str = "config/beat.toml"  # extra beat entries (relative to the cwd)
+    # Beat entries to retime, switch off or add; unset: ./config/beat.toml when present, else none.
+    beat_schedule_file: str | None = None
     beat_max_interval: Duration = 5.0  # beat sleeps at most this long between ticks
     beat_lock_timeout: Duration | None = None  # the leader's lock; unset: 5 x beat_max_interval
     beat_redis_retry: Duration = 60.0  # beat's RedBeat calls retry this long through an outage
@@ -184,10 +188,16 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get(CONFIG_ENV, "swarm.toml"))
+        named = os.environ.get(CONFIG_ENV)
+        toml_path = Path(named or "swarm.toml").expanduser()
+        if named and not toml_path.is_file():
+            raise BadInput(f"{CONFIG_ENV} names {toml_path}, which is not a file")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            except tomllib.TOMLDecodeError as exc:
+                raise BadInput(f"{toml_path}: {exc}") from None
         return tuple(sources)
 
 

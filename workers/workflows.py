@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from swarm import validation
-from swarm.config_files import read_toml
+from swarm.config_files import PackagedFile, read_toml
 from swarm.errors import BadInput
 from swarm.ledger import Handoff
 from swarm.models import Role, WorkItem
 from swarm.settings import Settings
 
 DEFAULT_MAX_LOOPS = 2  # send-backs allowed before the work fails instead of looping forever
+# The packaged workflows (swarm/workflows.toml); ./config/workflows.toml or the workflows_file
+# setting replaces them.
+WORKFLOWS_FILE = PackagedFile("swarm", "workflows.toml", "workflows_file")
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,19 @@ class Workflow:
         return self.stages[0]
 
 
-def load_workflows(path: str | Path) -> dict[str, Workflow]:
-    """Reads a workflows TOML file; a missing file means no workflows."""
-    file, raw = read_toml(path)
-    return {name: _workflow(file, name, spec) for name, spec in raw.items()}
+def load_workflows(path: str | Path | None) -> dict[str, Workflow]:
+    """The workflows of the file ``path`` names (it must exist), or, when it is None, of
+    ``./config/workflows.toml`` if present, else the packaged ones."""
+    return read_workflows(path)[1]
 
 
-def _workflow(file: Path, name: str, spec: object) -> Workflow:
+def read_workflows(path: str | Path | None) -> tuple[Traversable, dict[str, Workflow]]:
+    """``load_workflows``, and the file they came from."""
+    file, raw = read_toml(path, WORKFLOWS_FILE)
+    return file, {name: _workflow(file, name, spec) for name, spec in raw.items()}
+
+
+def _workflow(file: Traversable, name: str, spec: object) -> Workflow:
     if not isinstance(spec, dict):
         raise BadInput(f"{file}: [{name}] must be a table")
     try:
@@ -74,9 +84,11 @@ def next_handoff(workflow: Workflow, item: WorkItem, *, send_back: bool = False)
 
 def workflow_start(settings: Settings, name: str, role: Role | str | None) -> tuple[Role, str]:
     """The role and stage a new item of workflow ``name`` starts at."""
-    workflow = load_workflows(settings.workflows_file).get(name)
+    file, workflows = read_workflows(settings.workflows_file)
+    workflow = workflows.get(name)
     if workflow is None:
-        raise BadInput(f"unknown workflow {name!r} (see {settings.workflows_file})")
+        known = ", ".join(sorted(workflows)) or "none"
+        raise BadInput(f"unknown workflow {name!r} ({file} defines: {known})")
     start = workflow.first if role is None else validation.enum_value(Role, role, "role")
     if start not in workflow.stages:
         raise BadInput(f"workflow {name} has no stage for role {start.value}")

@@ -26,7 +26,7 @@ from ceremonies.tasks import run_ceremony
 from swarm.cli import demo_ceremonies
 from swarm.cli.demo_view import board, chain, finished, report
 from swarm.cli.runtime import load_settings, out, run
-from swarm.cli.up import fleet_env, swarm_redis
+from swarm.cli.up import check_files, fleet_env, swarm_redis
 from swarm.connection import redact
 from swarm.errors import SwarmError
 from swarm.facade import Swarm
@@ -117,6 +117,7 @@ def demo(
 
     def body() -> None:
         settings = load_settings()
+        check_files(settings, beat=True)
         with swarm_redis(settings) as target:
             where = f"embedded {target.kind}"
             if not target.embedded:  # on a shared Redis, keep the demo's data to itself

@@ -70,6 +70,18 @@ def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> 
     }
 
 
+def check_files(settings: Settings, beat: bool) -> None:
+    """Reads the workflows (and beat's schedule) before any child starts: a missing or bad file is
+    one clear error (exit 2), not children that exit and are started again."""
+    from workers.workflows import load_workflows  # noqa: PLC0415 - only the commands that start a fleet
+
+    load_workflows(settings.workflows_file)
+    if beat:
+        from ceremonies.schedule import beat_schedule  # noqa: PLC0415
+
+        beat_schedule(settings)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops ``up`` the way Ctrl-C does (main thread only)."""
@@ -106,6 +118,7 @@ def up(
     def body() -> None:
         chosen = parse_roles(roles)
         settings = load_settings()
+        check_files(settings, beat)
         with swarm_redis(settings) as target, sigterm_as_interrupt():
             env = fleet_env(target, handlers, settings)
             if not env["SWARM_HANDLER_MODULES"]:

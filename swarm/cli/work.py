@@ -48,7 +48,7 @@ def submit(
     points: int | None = typer.Option(None, min=0, help="Story points (velocity)."),
     payload: str | None = typer.Option(None, help="The handler's input, a JSON object."),
     workflow: str | None = typer.Option(
-        None, help="Start a workflow (config/workflows.toml) at its first stage."
+        None, help="Start a workflow (feature, bugfix, or your own: README, Workflows) at its first stage."
     ),
     claim: bool = typer.Option(False, "--claim", help="Claim it for --agent in the same step."),
     enqueue: bool = typer.Option(

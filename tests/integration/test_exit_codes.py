@@ -1,6 +1,6 @@
 """``swarm worker``, ``beat`` and ``flower`` exit non-zero when their process dies of an error (so a
-supervisor's ``Restart=on-failure`` restarts them), 2 for options Celery refuses, and 0 after a
-warm shutdown (SIGTERM, Ctrl-C)."""
+supervisor's ``Restart=on-failure`` restarts them), 2 for options Celery refuses or a settings file
+that does not exist, and 0 after a warm shutdown (SIGTERM, Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from swarm.embedded import free_port
+from swarm.ledger import Ledger
 
 from .polling import wait_until
 
@@ -82,6 +83,35 @@ def test_a_beat_that_gives_up_on_an_unreachable_redis_exits_7(prefix: str, tmp_p
             proc.wait()
     assert code == 7, log.read_text(errors="replace")
     assert "Redis is unreachable at" in log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env_var"),
+    [
+        (["submit", "feature", "Add SSO", "--workflow", "feature"], "SWARM_WORKFLOWS_FILE"),
+        (["up"], "SWARM_BEAT_SCHEDULE_FILE"),
+        (["beat"], "SWARM_BEAT_SCHEDULE_FILE"),
+    ],
+)
+def test_a_file_named_in_a_setting_that_does_not_exist_exits_2_before_anything_starts(
+    argv: list[str], env_var: str, ledger: Ledger, redis_url: str, tmp_path: Path
+) -> None:
+    prefix = ledger.settings.key_prefix
+    env = {**os.environ, "REDIS_URL": redis_url, "SWARM_KEY_PREFIX": prefix, env_var: "gone.toml"}
+    done = subprocess.run(
+        [sys.executable, "-m", "swarm", *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"({env_var}) names gone.toml, which is not a file" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "swarm up on" not in done.stdout, "no process was started"
+    assert sum(ledger.counts().values()) == 0, "nothing was written"
 
 
 def test_a_flower_that_cannot_serve_exits_1(redis_url: str, prefix: str, tmp_path: Path) -> None:

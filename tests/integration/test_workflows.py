@@ -101,12 +101,16 @@ def test_a_duplicate_delivery_of_a_completed_stage_hands_off_nothing_more(ledger
     assert ledger.counts()[Status.PENDING] == 1
 
 
-def test_the_shipped_workflow_file_defines_feature_and_refuses_bad_files(tmp_path: Path) -> None:
-    shipped = load_workflows(Path(__file__).parents[2] / "config" / "workflows.toml")
+def test_the_shipped_workflow_file_defines_feature_and_refuses_bad_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./config/workflows.toml: the packaged one
+    shipped = load_workflows(None)
     assert shipped["feature"].stages == FEATURE.stages
     assert shipped["feature"].send_back == {Role.QA: Role.DEVELOPER}
     bad = tmp_path / "bad.toml"
     bad.write_text('[x]\nstages = ["pm", "boss"]\n')
     with pytest.raises(BadInput, match="not a valid workflow"):
         load_workflows(bad)
-    assert load_workflows(tmp_path / "missing.toml") == {}
+    with pytest.raises(BadInput, match="not a file"):
+        load_workflows(tmp_path / "missing.toml")
