@@ -26,7 +26,7 @@ from swarm.settings import Settings
 from .polling import wait_until
 from .workers_harness import running_beat, running_worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 ITERATION_S = 3.0
 LOCK_TIMEOUT_S = 2.0

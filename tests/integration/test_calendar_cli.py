@@ -12,7 +12,7 @@ import pytest
 
 from swarm.ledger import Ledger
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 
 def swarm(redis_url: str, prefix: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

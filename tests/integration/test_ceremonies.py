@@ -47,7 +47,7 @@ from swarm.models import Priority, Role, Status
 from .polling import wait_until
 from .seeding import set_times
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 AGENT = "agent-ceremonies"
 HOUR = 3600.0

@@ -18,7 +18,7 @@ from swarm.calendar import Calendar
 from swarm.ledger import Ledger
 from swarm.models import Priority
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from swarm.ledger import Ledger
 from swarm.models import Status
 from swarm.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 PROCESSES = 8
 ITEMS = 200

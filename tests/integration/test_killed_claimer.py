@@ -22,7 +22,7 @@ from swarm.models import EventKind, Status, WorkItem
 
 from .polling import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 LEASE_SECONDS = 1.0
 REAP_DEADLINE = 10.0

@@ -39,7 +39,7 @@ from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Priority, Role, Status, WorkItem
 from swarm.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 T = TypeVar("T")
 AGENTS = ("agent-a", "agent-b", "agent-c")

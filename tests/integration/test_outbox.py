@@ -14,7 +14,7 @@ from swarm.models import EventKind
 from .polling import wait_until
 from .workers_harness import running_worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 GRACE_S = 1.0  # requeue_after_seconds: how long an unconfirmed send waits for a sweep
 

@@ -22,7 +22,7 @@ from swarm.status import StatusReport
 
 from .polling import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 # Short enough that an agent goes stale within the test, long enough that the agents seeded just
 # before `swarm status` runs are still live when a cold interpreter on a loaded machine gets there.

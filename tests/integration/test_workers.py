@@ -13,7 +13,7 @@ from swarm.models import AgentStatus, EventKind, Role
 from .polling import wait_until
 from .workers_harness import running_beat, running_worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 DEADLINE_S = 60.0
 
