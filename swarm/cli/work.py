@@ -21,10 +21,10 @@ from swarm.cli.runtime import (
     require_agent,
     run,
 )
+from swarm.dispatch import Dispatcher
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
-from workers.dispatch import Dispatcher
-from workers.submission import submit_work
+from swarm.submission import submit_work
 
 CLI_SERVICE_NAME = "swarm-cli"  # OTEL_SERVICE_NAME's default for `swarm submit`
 

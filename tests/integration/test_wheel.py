@@ -41,7 +41,7 @@ import ceremonies, workers
 from ceremonies.schedule import BEAT_FILE, beat_schedule
 from swarm.config_files import locate
 from swarm.settings import Settings
-from workers.workflows import WORKFLOWS_FILE, load_workflows
+from swarm.workflows import WORKFLOWS_FILE, load_workflows
 
 settings = Settings()
 print(json.dumps({
