@@ -73,7 +73,7 @@ def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> 
 def check_files(settings: Settings, beat: bool) -> None:
     """Reads the workflows (and beat's schedule) before any child starts: a missing or bad file is
     one clear error (exit 2), not children that exit and are started again."""
-    from workers.workflows import load_workflows  # noqa: PLC0415 - only the commands that start a fleet
+    from swarm.workflows import load_workflows  # noqa: PLC0415 - only the commands that start a fleet
 
     load_workflows(settings.workflows_file)
     if beat:
