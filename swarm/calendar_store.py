@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from redis.typing import EncodableT, FieldT
 
-from swarm.durations import format_duration
+from swarm.durations import format_duration, parse_duration
 from swarm.errors import BadInput, SwarmError
 from swarm.ledger import Ledger
 from swarm.settings import Settings
@@ -76,7 +76,8 @@ class StoredCalendar(BaseModel):
 def show(setting: str, value: Any) -> str:
     """A calendar setting's value as people write it: ``2w``, ``5``, an ISO 8601 instant."""
     if setting in DURATIONS:
-        return format_duration(float(value))
+        text = format_duration(float(value))  # exactly: 100 s is 100s, not 1.67m
+        return text if parse_duration(text) == float(value) else f"{float(value):g}s"
     if isinstance(value, datetime):
         return utc(value).isoformat()
     return str(value)

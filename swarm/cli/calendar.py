@@ -206,8 +206,10 @@ def _print_change(
     where = cal.current_iteration(now)
     out.print(f"now PI {where.pi}, iteration {where.key}; beat and workers follow it at their next check")
     if kept:
-        reports = f"{kept} stored ceremony report{'s keep' if kept > 1 else ' keeps'}"
-        out.print(f"{reports} the periods they were written for")
+        one = "1 stored ceremony report keeps the period it was written for"
+        out.print(
+            one if kept == 1 else f"{kept} stored ceremony reports keep the periods they were written for"
+        )
 
 
 @app.command("set")

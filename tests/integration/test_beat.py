@@ -87,14 +87,17 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
         calendar_start=start,
     )
     ledger = Ledger(ledger.client, settings)
-    calendar = Calendar.load(ledger)
+    calendar = Calendar.load(ledger)  # the calendar's first user: every process uses this one
+    # The worker and the beats start with another calendar in their environment (a stale shell):
+    # they follow the stored one, and say so.
+    stale = {**env, "SWARM_ITERATION_LENGTH": "1h", "SWARM_PI_ITERATIONS": "5"}
     known = ceremonies()
     worker_log = tmp_path / "worker.log"
     logs = {"a": tmp_path / "beat-a.log", "b": tmp_path / "beat-b.log"}
     with (
-        running_worker(redis_url, prefix, "developer", worker_log, "-c", "2", env=env),
-        running_beat(redis_url, prefix, logs["a"], env=env) as beat_a,
-        running_beat(redis_url, prefix, logs["b"], env=env) as beat_b,
+        running_worker(redis_url, prefix, "developer", worker_log, "-c", "2", env=stale),
+        running_beat(redis_url, prefix, logs["a"], env=stale) as beat_a,
+        running_beat(redis_url, prefix, logs["b"], env=stale) as beat_b,
     ):
         wait_until(lambda: leader_pid(ledger) in (beat_a.pid, beat_b.pid), "one beat to lead")
         leader = beat_a if leader_pid(ledger) == beat_a.pid else beat_b
@@ -128,6 +131,8 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
     for name, periods in wanted.items():
         stored = set(store.periods(known[name], ledger))
         assert periods <= stored, f"{name}: missing {sorted(periods - stored)}"
+    for log in (worker_log, *logs.values()):
+        assert "calendar_settings_differ" in log.read_text(errors="replace"), log.name
     outcomes = ceremony_outcomes(worker_log)
     runs = Counter(outcomes)
     assert all(" reported " in o and "already" not in o for o in outcomes), outcomes

@@ -1,4 +1,5 @@
-"""The calendar (swarm/calendar.py): placing instants, periods, boundaries and the shared epoch.
+"""The calendar (swarm/calendar.py): placing instants, periods, boundaries and the shared epoch
+(tests/unit/test_calendar_store.py covers how its settings are agreed).
 
 The calendar used throughout: epoch E, iterations of 100 s, 3 per PI (a PI is 300 s), and an ART
 Sync every 30 s, i.e. ceil(100 / 30) = 4 slots of 25 s per iteration.
@@ -152,7 +153,7 @@ def test_from_settings_reads_lengths_as_durations() -> None:
 def test_load_uses_calendar_start_when_set(fake_ledger: Ledger) -> None:
     settings = fake_ledger.settings.model_copy(update={"calendar_start": at(-7)})
     assert Calendar.load(Ledger(fake_ledger.client, settings)).epoch == at(-7)
-    assert not fake_ledger.client.exists(fake_ledger.keys.calendar_epoch)  # nothing stored
+    assert Calendar.load(fake_ledger).epoch == at(-7)  # stored: a process without it agrees
 
 
 def test_the_stored_epoch_is_shared(fake_ledger: Ledger) -> None:
