@@ -22,6 +22,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, cast
 
 import redis
@@ -226,19 +227,17 @@ def _me() -> str:
 # -- changing it --------------------------------------------------------------------------------
 
 
+@cache  # built on first use: a command that never changes the calendar does not pay for it
 def _adapter(setting: str) -> TypeAdapter[Any]:
     """A validator with the setting's own type and constraints (``Settings`` declares them once)."""
     field = Settings.model_fields[setting]
     return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]  # built at run time
 
 
-_ADAPTERS = {name: _adapter(name) for name in CALENDAR_SETTINGS}
-
-
 def validate(setting: str, value: object, option: str) -> Any:
     """``value`` for a calendar setting, checked by the setting's own rules (a bad one: BadInput)."""
     try:
-        checked = _ADAPTERS[setting].validate_python(value)
+        checked = _adapter(setting).validate_python(value)
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         if setting == "calendar_start":
