@@ -73,15 +73,6 @@ class Calendar:
     sync_every_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, epoch: datetime) -> Calendar:
-        return cls(
-            epoch=_utc(epoch),
-            iteration_seconds=settings.iteration_length,
-            iterations_per_pi=settings.pi_iterations,
-            sync_every_seconds=settings.art_sync_every,
-        )
-
-    @classmethod
     def of(cls, stored: StoredCalendar) -> Calendar:
         return cls(
             epoch=_utc(stored.epoch),

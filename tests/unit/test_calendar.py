@@ -15,7 +15,6 @@ import pytest
 
 from swarm.calendar import Cadence, Calendar, Placement
 from swarm.ledger import Ledger
-from swarm.settings import Settings
 
 E = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -143,11 +142,6 @@ def test_parse_refuses_a_period_out_of_range(cal: Calendar, key: str) -> None:
 def test_parse_refuses_what_is_not_a_key(cal: Calendar, key: str) -> None:
     with pytest.raises(ValueError, match="not a period"):
         cal.parse(key)
-
-
-def test_from_settings_reads_lengths_as_durations() -> None:
-    settings = Settings(key_prefix="cal", iteration_length="100s", pi_iterations=3, art_sync_every="30s")
-    assert Calendar.from_settings(settings, E) == Calendar(E, 100.0, 3, 30.0)
 
 
 def test_load_uses_calendar_start_when_set(fake_ledger: Ledger) -> None:
