@@ -16,7 +16,7 @@ import pytest
 
 from ceremonies.tasks import run_ceremony
 from swarm.calendar import Calendar
-from swarm.calendar_store import Agreement, agree
+from swarm.calendar_store import Agreement, agree, read
 from swarm.ledger import Ledger
 from swarm.settings import Settings
 
@@ -75,7 +75,7 @@ def warnings_in(stderr: str) -> list[dict[str, Any]]:
 
 
 def test_a_second_process_with_other_settings_uses_the_first_ones_and_says_so(
-    redis_url: str, prefix: str
+    redis_url: str, prefix: str, ledger: Ledger
 ) -> None:
     first = swarm(
         redis_url, prefix, {"SWARM_ITERATION_LENGTH": "20s", "SWARM_PI_ITERATIONS": "3"}, "calendar", "--json"
@@ -95,6 +95,9 @@ def test_a_second_process_with_other_settings_uses_the_first_ones_and_says_so(
     assert (seen["epoch"], seen["iteration_length"], seen["iterations_per_pi"]) == (stored["epoch"], "20s", 3)
     assert not seen["source"]["stored_now"]
     assert seen["source"]["stored_by"] == stored["source"]["stored_by"]
+    in_redis = read(ledger)  # the first process's, as stored
+    assert in_redis is not None
+    assert (in_redis.iteration_length, in_redis.stored_by) == (20.0, stored["source"]["stored_by"])
     assert seen["differences"] == [
         {"setting": "iteration_length", "env": "SWARM_ITERATION_LENGTH", "stored": "20s", "local": "2w"}
     ]
@@ -116,7 +119,7 @@ def test_a_second_process_with_other_settings_uses_the_first_ones_and_says_so(
     assert warnings_in(plain.stderr) == []
 
 
-def test_racing_first_users_agree_on_one_calendar(redis_url: str, prefix: str) -> None:
+def test_racing_first_users_agree_on_one_calendar(redis_url: str, prefix: str, ledger: Ledger) -> None:
     """Eight processes' first use at once, each with settings of its own: one calendar wins."""
     barrier = threading.Barrier(8)
 
@@ -134,6 +137,7 @@ def test_racing_first_users_agree_on_one_calendar(redis_url: str, prefix: str) -
     assert sum(a.stored_now for a in agreements) == 1
     winner = next(a.stored for a in agreements if a.stored_now)
     assert all(a.stored == winner for a in agreements)
+    assert read(ledger) == winner
     assert sum(not a.differences for a in agreements) == 1  # everyone else was told
 
 
