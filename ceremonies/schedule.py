@@ -14,12 +14,17 @@ Built-in entries (each can be retimed or switched off in the file, under its nam
 
 Other tables add entries for any Celery task: ``task``, then ``every`` (a duration) or
 ``cron`` (five crontab fields), and optionally ``args``, ``kwargs`` and ``queue``.
+
+``configure_beat`` puts RedBeat (in the swarm's namespace) and this schedule in an app's
+configuration; ``ceremonies.scheduler.SwarmScheduler`` does it itself on an app that has not,
+so that any beat on a swarm app (``celery -A swarm beat``) runs the swarm's schedule.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
 from celery.schedules import crontab
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -27,10 +32,32 @@ from swarm.celery_app import CEREMONY_TASK, IMPROVE_TASK, REAP_TASK
 from swarm.config_files import PackagedFile, read_toml
 from swarm.durations import Duration
 from swarm.errors import BadInput
+from swarm.keys import Keys
 from swarm.settings import Settings
 
 CEREMONY_NAMES = ("pi-planning", "art-sync", "system-demo", "inspect-adapt")
 BEAT_FILE = PackagedFile("ceremonies", "beat.toml", "beat_schedule_file")
+SCHEDULER = "ceremonies.scheduler:SwarmScheduler"
+
+
+def configure_beat(app: Celery, settings: Settings, redis_url: str) -> None:
+    """RedBeat in the swarm's namespace, with the swarm's schedule."""
+    keys = Keys(settings.key_prefix)
+    app.conf.update(
+        beat_scheduler=SCHEDULER,
+        result_expires=None,  # no result backend: no celery.backend_cleanup entry
+        beat_schedule=beat_schedule(settings),
+        beat_max_loop_interval=settings.beat_max_interval,
+        redbeat_redis_url=redis_url,
+        redbeat_key_prefix=keys.redbeat_prefix,
+        redbeat_lock_key=keys.beat_lock,
+        redbeat_lock_timeout=settings.beat_lock_timeout_seconds,
+        redbeat_redis_options={
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_timeout,
+            "retry_period": settings.beat_redis_retry,  # then, at start, beat gives up (exit 7)
+        },
+    )
 
 
 class BeatEntry(BaseModel):

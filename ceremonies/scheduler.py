@@ -17,6 +17,12 @@ dies the other takes over within the lock's timeout. On top of it, the leader:
 
 Every beat, leader or standby, asks for the lock on each tick without blocking
 (``ceremonies.leadership``), so a standby outlives Redis restarts too and says that it stands by.
+
+Any app whose ``beat_scheduler`` names this class runs the swarm's schedule: on an app nobody
+set up for beat (``celery -A swarm beat``: the workers' app only names the scheduler), it
+configures RedBeat and the schedule itself from the settings, as ``swarm beat`` does. It logs
+only what it sends: RedBeat says "Sending due task" for every due entry, even when the check
+finds nothing to send (a ceremony's, at every tick) or runs in-process (the reaper's).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import socket
 from typing import Any
 
 import structlog
+from celery import Celery
+from celery.signals import beat_init
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 from redis.exceptions import LockError, RedisError
@@ -33,7 +41,8 @@ from redis.exceptions import LockError, RedisError
 from ceremonies import store
 from ceremonies.leadership import Leadership
 from ceremonies.registry import ceremony
-from ceremonies.schedule import beat_schedule
+from ceremonies.schedule import beat_schedule, configure_beat
+from swarm import tracing
 from swarm.calendar import Calendar
 from swarm.celery_app import CEREMONY_TASK, REAP_TASK
 from swarm.connection import CONNECTION_ERRORS
@@ -47,8 +56,15 @@ REDIS_RETRY_S = 1.0  # while Redis is away, the tick is tried again this often
 RESEND_AFTER_MS = 60_000  # a ceremony task sent but still unreported after this is sent again
 CATCH_UP = 3  # ended periods a ceremony looks back for, when beat was down at their end
 CATCH_UP_CEREMONIES = ("system-demo", "inspect-adapt")  # the ones that report on ended periods
+SERVICE_NAME = "swarm-beat"  # OTEL_SERVICE_NAME's default
 
 log = structlog.get_logger("swarm.beat")
+
+
+@beat_init.connect
+def _tracing_in_beat(**_: Any) -> None:
+    """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the tasks beat sends are traced."""
+    tracing.setup_tracing(SERVICE_NAME)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,6 +79,11 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
     _newly_leading = True  # the schedule is checked (stored again if lost) when a beat starts to lead
     _calendar: Calendar | None = None  # the agreed calendar the schedule was set up for
     _calendar_changed = False  # `swarm calendar set` changed it: the schedule is set up again
+
+    def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+        if not app.conf.get("redbeat_key_prefix"):  # an app not set up for beat: the swarm's
+            configure_beat(app, get_settings(), str(app.conf.broker_url))
+        super().__init__(app, *args, **kwargs)
 
     @property
     def ledger(self) -> Ledger:
@@ -142,6 +163,21 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         if not self.ledger.read(self.ledger.client.exists, schedule_key):
             log.warning("beat_schedule_restored", detail="the schedule was gone from Redis")
             self.setup_schedule()
+
+    def maybe_due(self, entry: Any, **kwargs: Any) -> Any:
+        """RedBeat's, logging a send only when a task was sent (``apply_async`` returns None when
+        nothing was: a ceremony not due, the reaper's in-process pass)."""
+        is_due, next_time_to_run = entry.is_due()
+        if is_due:
+            try:
+                result = self.apply_async(entry, **kwargs)
+            except Exception as exc:  # as RedBeat: one entry's failure never stops the tick
+                log.exception("beat_send_failed", entry=entry.name, task=entry.task, reason=str(exc))
+            else:
+                if result is not None:
+                    task_id = getattr(result, "id", None)
+                    log.info("beat_sent", entry=entry.name, task=entry.task, task_id=task_id)
+        return next_time_to_run
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         if entry.task == REAP_TASK:

@@ -11,6 +11,10 @@ This module is the whole public API; everything else may change.
 Every name is imported on first use (PEP 562), so ``import swarm`` (and the CLI) loads nothing it
 does not need, and the core never imports the layers above it: the handler API (``handler``,
 ``HandlerContext``, the executors) lives in ``workers``, which imports the core.
+
+``swarm.app`` is the swarm's Celery app (``workers.app``), so ``celery -A swarm worker|beat|
+inspect|control`` works; it is built from the environment on first use, and left out of
+``__all__`` so that ``from swarm import *`` does not build it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from swarm.ledger import Ledger
     from swarm.models import Agent, AgentStatus, Event, EventKind, Priority, Role, Status, WorkItem
     from swarm.settings import Settings, get_settings
+    from workers.app import app as app
     from workers.context import HandlerContext
     from workers.executors.claude import claude
     from workers.executors.shell import shell
@@ -58,6 +63,7 @@ _HOMES = {
     "swarm.ledger": ("Ledger",),
     "swarm.models": ("Agent", "AgentStatus", "Event", "EventKind", "Priority", "Role", "Status", "WorkItem"),
     "swarm.settings": ("Settings", "get_settings"),
+    "workers.app": ("app",),
     "workers.context": ("HandlerContext",),
     "workers.executors": ("claude", "shell"),
     "workers.handlers": ("PermanentError", "TransientError", "handler"),

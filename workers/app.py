@@ -1,7 +1,9 @@
-"""The worker-side Celery app (``celery -A workers.app worker``), built from the environment.
+"""The swarm's Celery app (``celery -A swarm …``, or ``-A workers.app``), built from the environment.
 
 ``swarm worker --role R`` sets REDIS_URL (or an embedded Redis), SWARM_WORKER_ROLE and
-SWARM_HANDLER_MODULES, then runs a real ``celery worker`` on this app.
+SWARM_HANDLER_MODULES, then runs a real ``celery worker`` on this app. ``celery -A swarm`` finds
+it as ``swarm.app`` (imported on first use): worker, beat (the scheduler named here sets up the
+swarm's schedule), inspect and control all work on it.
 
 Observability (``swarm.tracing``, ``swarm.logs``): Celery's logging goes through swarm's
 structlog formatter (JSON lines, or a console; in JSON the banner is left out so every line
@@ -67,12 +69,15 @@ SERVICE_NAME = "swarm-worker"  # OTEL_SERVICE_NAME's default
 # The leader's tasks (ceremonies, improvement cycles, the reaper) live in the layer above, which
 # registers them on this app: Celery imports these modules when a worker (or beat) starts.
 LEADER_TASK_MODULES = ("ceremonies.worker_tasks",)
+# Beat's scheduler, from the same layer: it sets up RedBeat and the swarm's schedule on this app.
+BEAT_SCHEDULER = "ceremonies.scheduler:SwarmScheduler"
 
 configure_logging()
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
 app.conf.imports = LEADER_TASK_MODULES
+app.conf.beat_scheduler = BEAT_SCHEDULER
 install_poison_guard(app, lambda: Ledger.from_url(broker_url, settings))  # workers/guard.py
 import_handler_modules(settings.handler_module_names)
 workflows = load_workflows(settings.workflows_file)
