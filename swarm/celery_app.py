@@ -8,6 +8,7 @@ consumes its role's queues with kombu's ``priority`` queue order, so its BRPOP a
 from __future__ import annotations
 
 from celery import Celery
+from celery.apps.beat import Beat
 from kombu import Exchange, Queue
 
 from swarm.models import Priority, Role
@@ -53,9 +54,19 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
     }
 
 
+class SwarmCelery(Celery):
+    """Celery, whose beat leaves its banner out of a JSON log (``swarm.celery_output``)."""
+
+    @property
+    def Beat(self) -> type[Beat]:
+        from swarm.celery_output import LoggedBeat  # noqa: PLC0415 - beat's processes only
+
+        return self.subclass_with_self(LoggedBeat)
+
+
 def create_app(settings: Settings, broker_url: str) -> Celery:
     """A Celery app on ``broker_url`` with the swarm's delivery guarantees."""
-    app = Celery("swarm", broker=broker_url, set_as_current=False)
+    app = SwarmCelery("swarm", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],  # never pickle

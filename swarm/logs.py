@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -25,6 +26,17 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from swarm import tracing
 
 Format = Literal["json", "console"]
+
+
+class _Installed:
+    """The root's swarm handler and what it renders, for output written outside logging
+    (``swarm.celery_output``)."""
+
+    handler: logging.Handler | None = None
+    format: Format | None = None
+
+
+_installed = _Installed()
 
 
 def add_trace_ids(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
@@ -144,12 +156,48 @@ def install_handler(
         old.close()
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
-    logging.captureWarnings(True)  # Python warnings become log lines too
+    _installed.handler, _installed.format = handler, chosen
+    capture_warnings()
     for name in ("celery", "celery.task", "celery.redirected"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
     return handler
+
+
+def capture_warnings() -> None:
+    """Python's warnings become log lines, one line each (``log_warning``).
+
+    ``logging.captureWarnings`` runs first so that its later calls (Celery makes one when it
+    sets up logging) find warnings captured already and leave ``log_warning`` in place.
+    """
+    logging.captureWarnings(True)
+    warnings.showwarning = log_warning
+
+
+def log_warning(  # noqa: PLR0917 - warnings.showwarning's signature
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """One warning as one log line (logger ``py.warnings``): its words on one line, and where it
+    came from as fields. Celery's warning about running as root, for one, is laid out over
+    several lines, which JSON would show as one string full of escaped newlines."""
+    if file is not None:  # written to a file the caller chose: Python's own way
+        file.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
+    logging.getLogger("py.warnings").warning(
+        " ".join(str(message).split()),
+        extra={"category": category.__name__, "source": f"{filename}:{lineno}"},
+    )
+
+
+def json_handler() -> logging.Handler | None:
+    """The root's swarm handler when it renders JSON lines (else None)."""
+    return _installed.handler if _installed.format == "json" else None
 
 
 def celery_setup_logging(loglevel: Any = None, logfile: Any = None, **_: Any) -> None:

@@ -6,8 +6,9 @@ it as ``swarm.app`` (imported on first use): worker, beat (the scheduler named h
 swarm's schedule), inspect and control all work on it.
 
 Observability (``swarm.tracing``, ``swarm.logs``): Celery's logging goes through swarm's
-structlog formatter (JSON lines, or a console; in JSON the banner is left out so every line
-parses). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, tracing starts at ``worker_init`` (the main
+structlog formatter (JSON lines, or a console; in JSON the banner is left out and Celery's
+shutdown messages are JSON lines too, ``swarm.celery_output``, so every line parses). With
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set, tracing starts at ``worker_init`` (the main
 process sends the outbox sweep's messages; the threads pool runs tasks there) and again after
 fork in each prefork child (``worker_process_init``: the SDK's batch processor restarts its
 export thread in a forked child, Celery's instrumentation is checked). Spans are flushed when a
@@ -48,6 +49,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from swarm import tracing
 from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
+from swarm.celery_output import route_worker_messages
 from swarm.dispatch import send
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError
@@ -78,6 +80,7 @@ broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
 app.conf.imports = LEADER_TASK_MODULES
 app.conf.beat_scheduler = BEAT_SCHEDULER
+route_worker_messages()
 install_poison_guard(app, lambda: Ledger.from_url(broker_url, settings))  # workers/guard.py
 import_handler_modules(settings.handler_module_names)
 workflows = load_workflows(settings.workflows_file)

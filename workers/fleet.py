@@ -140,13 +140,13 @@ class Fleet:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 child.tail = [*child.tail[-49:], line]
-                if child.ready_mark in line and proc is child.proc:
-                    child.ready.set()
                 if log is not None:
                     log.write(line + "\n")
                     log.flush()
                 if self.sink is not None:
                     self.sink(child.name, line)
+                if child.ready_mark in line and proc is child.proc:  # after its line is shown
+                    child.ready.set()
         finally:
             if log is not None:
                 log.close()

@@ -12,9 +12,9 @@ from types import FrameType
 
 import typer
 from redis.exceptions import RedisError
-from rich.text import Text
 
 from swarm import fleet_record, validation
+from swarm.cli.fleet_output import CHILD_LOG_ENV, FleetOutput
 from swarm.cli.runtime import load_settings, out, run
 from swarm.connection import redact
 from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
@@ -25,15 +25,6 @@ from swarm.settings import Settings
 from workers.fleet import Fleet
 from workers.supervision import Report, Supervisor
 
-ROLE_COLOURS = {
-    "pm": "magenta",
-    "architect": "blue",
-    "developer": "green",
-    "qa": "yellow",
-    "devops": "cyan",
-    "beat": "red",
-}
-
 
 def parse_roles(roles: str) -> list[Role]:
     if roles.strip() == "all":
@@ -42,11 +33,6 @@ def parse_roles(roles: str) -> list[Role]:
     if not parsed:
         raise BadInput("--roles needs at least one role, or 'all'")
     return list(dict.fromkeys(parsed))
-
-
-def print_line(name: str, line: str) -> None:
-    """One child's line, prefixed with its name (its text is never read as markup)."""
-    out.print(Text.assemble((f"{name:>9} | ", ROLE_COLOURS.get(name, "white")), line))
 
 
 @contextlib.contextmanager
@@ -67,6 +53,7 @@ def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> 
         "SWARM_KEY_PREFIX": settings.key_prefix,
         "SWARM_HANDLER_MODULES": ",".join(dict.fromkeys(m.strip() for m in modules if m.strip())),
         "SWARM_QUIET_EMBEDDED": "1",
+        **CHILD_LOG_ENV,  # swarm up renders their lines in its own format (swarm.cli.fleet_output)
     }
 
 
@@ -119,17 +106,20 @@ def up(
         chosen = parse_roles(roles)
         settings = load_settings()
         check_files(settings, beat)
+        output = FleetOutput.for_console(out, settings.log_format)
         with swarm_redis(settings) as target, sigterm_as_interrupt():
             env = fleet_env(target, handlers, settings)
             if not env["SWARM_HANDLER_MODULES"]:
-                out.print(
+                output.say(
                     "note: no handler modules (--handlers or SWARM_HANDLER_MODULES): items will fail "
                     "with 'no handler'. Try --handlers workers.demo.",
+                    level="warning",
                     style="yellow",
                 )
             fleet = Fleet(
-                env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds, tolerate_exits=True
-            )
+                env, sink=output.child_line, grace_seconds=settings.shutdown_grace_seconds,
+                tolerate_exits=True,
+            )  # fmt: skip
             for role in chosen:
                 fleet.add_worker(role, concurrency=concurrency, pool=pool)
             if beat:
@@ -138,21 +128,20 @@ def up(
             if flower:
                 fleet.add_flower(port)
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
-            out.print(f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes")
+            starting = f"starting {len(fleet.children)} processes"
+            output.say(f"swarm up on {redact(target.url)} ({where}): {starting}")
+            if target.embedded:  # other commands reach this swarm only through its URL: said first
+                output.say(f"other shells: export REDIS_URL={target.url}  (then swarm status, health, ...)")
             ledger = Ledger.from_url(target.url, settings)
             try:
                 with fleet:
                     names = ", ".join(c.name for c in fleet.children if c.ready.is_set())
-                    out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
-                    if target.embedded:  # other commands reach this swarm only through its URL
-                        out.print(
-                            f"other shells: export REDIS_URL={target.url}  (then swarm status, health, ...)"
-                        )
+                    output.say(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
                     if flower:
-                        out.print(f"Flower: http://127.0.0.1:{port}/")
-                    supervise(fleet, ledger)
+                        output.say(f"Flower: http://127.0.0.1:{port}/")
+                    supervise(fleet, ledger, output)
             except KeyboardInterrupt:
-                out.print("swarm up: stopped", style="bold")
+                output.say("swarm up: stopped", style="bold")
                 return
             finally:
                 ledger.client.close()
@@ -160,7 +149,7 @@ def up(
     run(False, body)
 
 
-def supervise(fleet: Fleet, ledger: Ledger) -> None:
+def supervise(fleet: Fleet, ledger: Ledger, output: FleetOutput) -> None:
     """Restarts the children that exit, printing and counting each (``swarm status``), until
     Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
     names = [c.name for c in fleet.children]
@@ -169,16 +158,19 @@ def supervise(fleet: Fleet, ledger: Ledger) -> None:
 
     def report(event: Report) -> None:
         if event.restarted:
-            out.print(f"swarm up: {event.child} started again (restart {event.restarts})", style="yellow")
+            output.say(f"swarm up: {event.child} started again (restart {event.restarts})", style="yellow")
         else:
-            out.print(
+            output.say(
                 f"swarm up: {event.child} exited with code {event.exit_code}; "
                 f"starting it again in {event.delay_s:g}s",
+                level="error",
                 style="bold red",
             )
         try:
             fleet_record.record(ledger, event.child, event.restarts, event.exit_code)
         except (SwarmError, RedisError) as exc:
-            out.print(f"swarm up: restart of {event.child} not recorded ({exc})", style="yellow")
+            output.say(
+                f"swarm up: restart of {event.child} not recorded ({exc})", level="warning", style="yellow"
+            )
 
     Supervisor(fleet, report).run()
