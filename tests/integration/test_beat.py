@@ -26,6 +26,7 @@ from swarm.ledger import Ledger
 from swarm.settings import Settings
 
 from .polling import wait_until
+from .test_logs import json_lines
 from .workers_harness import running_beat, running_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
@@ -201,3 +202,5 @@ def test_beat_checks_on_the_agreed_calendar_and_follows_a_change(
     text = log.read_text(errors="replace")
     assert "calendar_settings_differ" in text
     assert "beat_calendar_changed" in text
+    lines = json_lines(log)  # piped: every line of swarm beat's output is JSON, its banner left out
+    assert not any("Sending due task" in str(line["event"]) for line in lines), "it logs only its sends"

@@ -18,6 +18,7 @@ from swarm import Settings, Status, Swarm
 from swarm.embedded import free_port
 
 from .polling import wait_until
+from .test_logs import json_lines
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +108,43 @@ def test_up_with_flower_shows_the_role_named_workers(redis_url: str, prefix: str
 
         wait_until(listed, "Flower to list the developer worker", 60)
     assert any(name.startswith("developer@") for name in found)
+
+
+def test_up_piped_prints_json_lines_the_url_hint_first_and_a_shared_warning_once(tmp_path: Path) -> None:
+    """On the embedded default, piped: every line parses, ``export REDIS_URL=…`` comes before any
+    child's line, and a warning every worker gives (running as root, here) is shown once."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SWARM_REDIS_URL")}
+    env.pop("SWARM_LOG_FORMAT", None)
+    log = tmp_path / "up.log"
+    argv = [sys.executable, "-m", "swarm", "up", "--handlers", "workers.demo", "-c", "1"]
+    argv += ["--roles", "qa,devops", "--no-beat"]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: b"Ctrl-C stops them" in log.read_bytes() or proc.poll() is not None,
+            "swarm up to be ready",
+            START_DEADLINE_S,
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = json_lines(log)
+    hint = next(n for n, line in enumerate(lines) if str(line["event"]).startswith("other shells: export"))
+    first_child = next(n for n, line in enumerate(lines) if "process" in line)
+    assert hint < first_child, "the hint comes before the children's output"
+    assert {line["process"] for line in lines if "process" in line} == {"qa", "devops"}
+    for line in lines:
+        assert {"event", "level", "logger", "timestamp"} <= set(line), line
+    shutdowns = [line["process"] for line in lines if line["event"] == "worker: Warm shutdown (MainProcess)"]
+    assert sorted(shutdowns) == ["devops", "qa"], "each worker's shutdown message is a JSON line"
+    warnings = [line for line in lines if line["logger"] == "py.warnings"]
+    assert len(warnings) == len({w["event"] for w in warnings}), "each warning once"
+    if os.geteuid() == 0:
+        assert len(warnings) == 1, warnings
+        assert "superuser" in warnings[0]["event"], warnings
+        assert "\n" not in warnings[0]["event"], "in plain words, on one line"
+    assert lines[-1]["event"] == "swarm up: stopped"

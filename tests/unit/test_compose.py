@@ -128,7 +128,7 @@ def test_one_scalable_worker_service_per_role(services: dict[str, dict[str, Any]
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD-SHELL"
         argv = shlex.split(interpolate(test[1]).split(">", 1)[0])
-        assert argv[:3] == ["celery", "-A", "workers.app"]
+        assert argv[:3] == ["celery", "-A", "swarm"]  # the one name of the swarm's app
         parent = click.Context(celery_cli, info_name="celery")
         inspect = celery_cli.get_command(parent, argv[3])
         assert inspect is not None

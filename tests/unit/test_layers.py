@@ -7,6 +7,7 @@ the layers are for: any module imports on its own, and ``import swarm`` loads on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,22 @@ def test_the_worker_app_registers_the_leader_tasks_when_celery_imports_its_modul
         "False",
         "['swarm.ceremony', 'swarm.execute', 'swarm.improve', 'swarm.reap']",
     ]
+
+
+def test_swarm_app_is_the_workers_app_built_on_first_use_with_the_swarms_scheduler(tmp_path: Path) -> None:
+    """``celery -A swarm`` finds ``swarm.app`` (Celery's own ``find_app``), from any directory."""
+    code = (
+        "import sys, swarm\n"
+        "print('workers.app' in sys.modules)\n"
+        "from celery.app.utils import find_app\n"
+        "app = find_app('swarm')\n"
+        "import workers.app\n"
+        "print(app is workers.app.app, app.conf.beat_scheduler)\n"
+    )
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}  # built, never connected
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["False", "True ceremonies.scheduler:SwarmScheduler"]

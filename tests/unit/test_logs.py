@@ -5,13 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import sys
+import warnings
 from collections.abc import Iterator
 
 import pytest
 import structlog
+from celery.exceptions import SecurityWarning
 from structlog.contextvars import bound_contextvars
 
-from swarm import logs
+from swarm import celery_output, logs
+from swarm.celery_app import create_app
+from swarm.settings import Settings, get_settings
 
 
 class _Tty(io.StringIO):
@@ -71,3 +77,51 @@ def test_console_format_renders_the_event_and_context() -> None:
     assert "work_9" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.splitlines()[0])
+
+
+def test_a_warning_is_one_line_in_plain_words_with_its_category_and_source(captured: io.StringIO) -> None:
+    message = "You're running the worker with superuser privileges: this is\nabsolutely not recommended!\n\n"
+    warnings.warn_explicit(
+        SecurityWarning(message + "Please use --uid.\n"), SecurityWarning, "platforms.py", 7
+    )
+    (line,) = (json.loads(text) for text in captured.getvalue().splitlines())
+    assert line["event"] == (
+        "You're running the worker with superuser privileges: this is absolutely not recommended! "
+        "Please use --uid."
+    )
+    assert (line["logger"], line["level"]) == ("py.warnings", "warning")
+    assert (line["category"], line["source"]) == ("SecurityWarning", "platforms.py:7")
+
+
+def test_celerys_own_capture_of_warnings_leaves_the_one_line_form_in_place(captured: io.StringIO) -> None:
+    logging.captureWarnings(True)  # what Celery calls when it sets up logging
+    warnings.warn_explicit("two\nlines", UserWarning, "x.py", 1)
+    assert json.loads(captured.getvalue())["event"] == "two lines"
+
+
+def test_celerys_signal_time_messages_are_json_lines_in_a_json_log(captured: io.StringIO) -> None:
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    handler = logs.install_handler(logging.INFO, fmt="json", stream=lambda: stream)
+    try:
+        celery_output.say("worker: Warm shutdown (MainProcess)", sys.__stdout__)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        stream.close()
+    with os.fdopen(read) as pipe:
+        line = json.loads(pipe.read())
+    assert (line["event"], line["logger"]) == ("worker: Warm shutdown (MainProcess)", "celery.apps.worker")
+
+
+def test_beat_leaves_its_banner_out_of_a_json_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings(key_prefix="tbanner", redis_url=None), "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("SWARM_LOG_FORMAT", "json")
+    get_settings.cache_clear()
+    try:
+        assert app.Beat().quiet
+        monkeypatch.setenv("SWARM_LOG_FORMAT", "console")
+        get_settings.cache_clear()
+        assert not app.Beat().quiet, "a console shows Celery's banner"
+        assert app.Beat(quiet=True).quiet
+    finally:
+        get_settings.cache_clear()
