@@ -26,8 +26,11 @@ bound in microseconds, or ``inf``):
 
 Each operation adds one to exactly one bucket, so the hot path stays O(1); the collector makes
 the buckets cumulative. The bounds are fixed (``DURATION_BUCKETS_US``, ``LATENCY_BUCKETS_US``,
-the same lists as ``_lib.lua``). A claim's latency runs from the item's creation, so a retried
-item's later claims include its earlier attempts.
+the same lists as ``_lib.lua``). Every counter and histogram has a series for every label set
+that can occur (role x known team, the default team always known; role x outcome; each
+dead-letter reason), zero until it moves, so every rate is defined from the first scrape. A
+claim's latency runs from the item's creation, so a retried item's later claims include its
+earlier attempts.
 
 Gauges are read from the registries at scrape time: team velocity in the current iteration
 (points of workflow ends completed in it, as the ledger counts velocity), live agents per role,
@@ -59,6 +62,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from swarm.calendar import Calendar, Period
+from swarm.deadletters import DeadLetterReason
 from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.models import AgentStatus, Role, Status
@@ -253,7 +257,10 @@ class LedgerReader:
             if team is not None and not next_id:
                 velocity[team] += int(points or 0)
         teams = sorted(
-            set(known_teams) | set(velocity) | {t for c in counters.counters.values() for _, t in c}
+            {ledger.settings.default_team}
+            | set(known_teams)
+            | set(velocity)
+            | {t for c in counters.counters.values() for _, t in c}
         )
         return LedgerSnapshot(
             now=now,
@@ -269,16 +276,26 @@ class LedgerReader:
         )
 
 
+def _roles(seen: Iterable[str]) -> list[str]:
+    """Every role, then any other role label the hash holds (an item of a role since removed)."""
+    known = [r.value for r in Role]
+    return [*known, *sorted(set(seen) - set(known))]
+
+
 def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
+    counters = snap.counters
     helps = {
         "claimed": "Work items claimed, by the item's role and team.",
         "completed": "Work items completed (each workflow stage counts), by role and team.",
         "failed": "Failures reported by holders (retried or not), by role and team.",
     }
+    seen = [role for c in counters.counters.values() for role, _ in c]
     for name in COUNTERS:
         family = CounterMetricFamily(f"swarm_items_{name}", helps[name], labels=["role", "team"])
-        for (role, team), n in sorted(snap.counters.counters[name].items()):
-            family.add_metric([role, team], n)
+        values = counters.counters[name]
+        labels = {(role, team) for role in _roles(seen) for team in snap.teams} | set(values)
+        for role, team in sorted(labels):
+            family.add_metric([role, team], values.get((role, team), 0))
         yield family
 
     dead_letters = CounterMetricFamily(
@@ -286,16 +303,16 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         "Broker messages that were no well-formed swarm task call, acked and set aside, by reason.",
         labels=["reason"],
     )
-    for reason, n in sorted(snap.counters.dead_letters.items()):
-        dead_letters.add_metric([reason], n)
+    for reason in sorted({r.value for r in DeadLetterReason} | set(counters.dead_letters)):
+        dead_letters.add_metric([reason], counters.dead_letters.get(reason, 0))
     yield dead_letters
 
     redelivered = CounterMetricFamily(
         "swarm_messages_redelivered", "Queue messages the broker lost, re-sent by the ledger, by role.",
         labels=["role"],
     )  # fmt: skip
-    for role in Role:
-        redelivered.add_metric([role.value], snap.counters.redelivered.get(role.value, 0))
+    for role in _roles(counters.redelivered):
+        redelivered.add_metric([role], counters.redelivered.get(role, 0))
     yield redelivered
 
     duration = HistogramMetricFamily(
@@ -303,7 +320,10 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         "Time from claim to completion or failure, by role and outcome.",
         labels=["role", "outcome"],
     )
-    for (role, outcome), hist in sorted(snap.counters.duration.items()):
+    seen = [role for role, _ in counters.duration]
+    pairs = {(role, outcome) for role in _roles(seen) for outcome in OUTCOMES} | set(counters.duration)
+    for role, outcome in sorted(pairs):
+        hist = counters.duration.get((role, outcome), Histogram(DURATION_BUCKETS_US))
         duration.add_metric([role, outcome], hist.cumulative(), hist.sum_us / 1e6)
     yield duration
     latency = HistogramMetricFamily(
@@ -311,7 +331,8 @@ def _families(snap: LedgerSnapshot) -> Iterator[Metric]:
         "Time from an item's creation to its claim (its wait for an agent), by role.",
         labels=["role"],
     )
-    for role, hist in sorted(snap.counters.claim_latency.items()):
+    for role in _roles(counters.claim_latency):
+        hist = counters.claim_latency.get(role, Histogram(LATENCY_BUCKETS_US))
         latency.add_metric([role], hist.cumulative(), hist.sum_us / 1e6)
     yield latency
 

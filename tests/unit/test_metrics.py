@@ -11,6 +11,7 @@ from ledger_helpers import A, B, stored_field
 from prometheus_client.parser import text_string_to_metric_families
 
 from swarm.calendar import Calendar
+from swarm.deadletters import DeadLetterReason
 from swarm.errors import ClaimConflict, NotOwner
 from swarm.ledger import Handoff, Ledger
 from swarm.metrics import (
@@ -21,6 +22,7 @@ from swarm.metrics import (
     exposition,
     le_label,
 )
+from swarm.models import Role
 
 
 def _metrics(ledger: Ledger) -> dict[str, int]:
@@ -246,3 +248,49 @@ def test_the_exposition_reports_what_the_hash_and_registries_hold(fake_ledger: L
     assert samples[("swarm_ledger_up", ())] == 1
     assert samples[("swarm_team_velocity_points", (("team", "blue"),))] == 5
     assert samples[("swarm_iteration_info", (("iteration", "1"), ("pi", "1")))] > 0
+
+
+def test_every_counter_family_has_a_zero_series_for_every_label_set_from_the_first_scrape(
+    fake_ledger: Ledger,
+) -> None:
+    """A new swarm: every rate, and completed / (completed + failed), is defined for every role."""
+    Calendar.load(fake_ledger)
+    families = {f.name: f for f in text_string_to_metric_families(exposition(fake_ledger))}
+    roles = {r.value for r in Role}
+
+    def labels(family: str, sample: str, *names: str) -> set[tuple[str, ...]]:
+        found = [s for s in families[family].samples if s.name == sample]
+        assert all(s.value == 0 for s in found), f"{sample}: nothing happened yet"
+        return {tuple(s.labels[n] for n in names) for s in found}
+
+    for name in ("claimed", "completed", "failed"):
+        metric = f"swarm_items_{name}"
+        assert labels(metric, f"{metric}_total", "role", "team") == {(r, "core") for r in roles}, name
+    outcomes = {(r, o) for r in roles for o in ("completed", "failed")}
+    duration = "swarm_work_duration_seconds"
+    assert labels(duration, f"{duration}_count", "role", "outcome") == outcomes
+    assert labels(duration, f"{duration}_sum", "role", "outcome") == outcomes
+    assert labels("swarm_claim_latency_seconds", "swarm_claim_latency_seconds_count", "role") == {
+        (r,) for r in roles
+    }
+    assert labels("swarm_messages_redelivered", "swarm_messages_redelivered_total", "role") == {
+        (r,) for r in roles
+    }
+    assert labels("swarm_dead_letters", "swarm_dead_letters_total", "reason") == {
+        (r.value,) for r in DeadLetterReason
+    }
+
+
+def test_a_team_that_appears_gets_every_roles_zero_series(fake_ledger: Ledger) -> None:
+    Calendar.load(fake_ledger)
+    item = fake_ledger.submit("build", role="qa", team="blue")
+    fake_ledger.claim(item.id, A)
+    fake_ledger.complete(item.id, A)
+    families = {f.name: f for f in text_string_to_metric_families(exposition(fake_ledger))}
+    failed = {(s.labels["role"], s.labels["team"]): s.value for s in families["swarm_items_failed"].samples}
+    completed = {
+        (s.labels["role"], s.labels["team"]): s.value for s in families["swarm_items_completed"].samples
+    }
+    assert set(failed) == {(r.value, t) for r in Role for t in ("blue", "core")}
+    assert set(failed.values()) == {0}, "qa in team blue never failed: its success rate is 1/(1+0)"
+    assert completed[("qa", "blue")] == 1
