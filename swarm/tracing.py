@@ -13,6 +13,10 @@ copies both to every workflow stage. Whoever sends an item's Celery message does
 handoff), else under the stored ``traceparent`` (the submitter after its span, the outbox sweep,
 re-sends after a reap). Celery's instrumentation puts that context in the message headers, so
 the worker's ``run/swarm.execute`` span continues the trace.
+
+An item that fails for good or dies ends its spans (the outcome's write and the run it belongs
+to) with ERROR status and its error (``record_error``), the handler's exception recorded on the
+run as an ``exception`` event; a retried attempt's exception is recorded too, its status unset.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Span, SpanContext, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -146,6 +158,27 @@ def annotate(
     for key, value in (("swarm.work_id", work_id), ("swarm.agent_id", agent_id), ("swarm.fence", fence)):
         if value is not None:
             target.set_attribute(key, value)
+
+
+def current_span() -> Span:
+    """The current span (a non-recording one when tracing is off)."""
+    return trace.get_current_span() if _state.enabled else INVALID_SPAN
+
+
+def record_error(target: Span, description: str, exc: BaseException | None = None) -> None:
+    """Marks a recording span failed: ERROR status with ``description`` (the item's error), and
+    ``exc`` (type, message, stack) as its ``exception`` event when there is one."""
+    if not target.is_recording():
+        return
+    if exc is not None:
+        target.record_exception(exc)
+    target.set_status(Status(StatusCode.ERROR, description))
+
+
+def record_exception(target: Span, exc: BaseException) -> None:
+    """Records ``exc`` as an ``exception`` event of a recording span, leaving its status alone."""
+    if target.is_recording():
+        target.record_exception(exc)
 
 
 @contextlib.contextmanager

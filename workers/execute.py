@@ -6,8 +6,10 @@ again. A duplicate delivery finds the item claimed or finished and does nothing.
 
 Observability: the claim and the outcome's write each run in a span (``swarm.claim``, then
 ``swarm.complete``, ``swarm.fail`` or ``swarm.release``), children of the current span (the
-worker's ``run/swarm.execute``); log lines made meanwhile carry ``work_id``, ``agent_id``,
-``role`` and the item's ``trace_id`` (bound with ``structlog.contextvars``, unbound after).
+worker's ``run/swarm.execute``); a failure that leaves the item failed or dead ends both the
+write's span and the run's with ERROR status and the item's error, the handler's exception on
+the run's span. Log lines made meanwhile carry ``work_id``, ``agent_id``, ``role`` and the
+item's ``trace_id`` (bound with ``structlog.contextvars``, unbound after).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span
 from structlog.contextvars import bound_contextvars
 
 from swarm import codec, tracing
@@ -166,6 +169,7 @@ def _run(
         return _fail(ctx, reason)
     ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
+    raised: Exception | None = None  # the handler's exception, for the run's span
     result: Any = None
     with LeaseKeeper(ctx, lease):
         try:
@@ -174,12 +178,12 @@ def _run(
             ctx.mark_lease_lost()
             ctx.log.warning("handler_lost_lease", reason=str(exc))
         except TransientError as exc:
-            failure = (f"transient: {exc}", True)
+            failure, raised = (f"transient: {exc}", True), exc
         except PermanentError as exc:
-            failure = (f"permanent: {exc}", False)
+            failure, raised = (f"permanent: {exc}", False), exc
         except Exception as exc:  # a bug or a crash in user code: retried, then dead (poison)
             ctx.log.exception("handler_crashed")
-            failure = (f"{type(exc).__name__}: {exc}", True)
+            failure, raised = (f"{type(exc).__name__}: {exc}", True), exc
     if ctx.lease_lost:
         return Execution(wid, Outcome.LEASE_LOST, detail="the lease was lost while the handler ran")
     if ctx.cancelled:
@@ -187,7 +191,7 @@ def _run(
         return _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence), released)
     if failure is not None:
         reason, retry = failure
-        return _fail(ctx, reason, retry=retry, backoff=backoff_seconds(item.attempts + 1))
+        return _fail(ctx, reason, retry=retry, backoff=backoff_seconds(item.attempts + 1), exc=raised)
     try:
         handoff = _handoff(
             ctx, workflows if workflows is not None else load_workflows(ledger.settings.workflows_file)
@@ -221,8 +225,16 @@ def recordable(reason: str) -> str:
     return text
 
 
-def _fail(ctx: HandlerContext, reason: str, *, retry: bool = False, backoff: float = 0.0) -> Execution:
-    """Fails the claimed item (``retry``: back to pending after ``backoff``, or dead)."""
+def _fail(
+    ctx: HandlerContext,
+    reason: str,
+    *,
+    retry: bool = False,
+    backoff: float = 0.0,
+    exc: BaseException | None = None,
+) -> Execution:
+    """Fails the claimed item (``retry``: back to pending after ``backoff``, or dead); ``exc``, the
+    handler's exception, goes on the run's span."""
     reason = recordable(reason)
     ledger, wid, agent_id, fence = ctx.ledger, ctx.item.id, ctx.agent_id, ctx.fence
     if retry:
@@ -238,6 +250,7 @@ def _fail(ctx: HandlerContext, reason: str, *, retry: bool = False, backoff: flo
         "fail",
         lambda: ledger.fail(wid, agent_id, reason, fence=fence, retry=retry, backoff_seconds=backoff),
         failed,
+        exc=exc,
     )
 
 
@@ -276,7 +289,14 @@ class Landing:
         )
 
 
-def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem], landing: Landing) -> Execution:
+def _recorded(
+    ctx: HandlerContext,
+    kind: str,
+    write: Callable[[], WorkItem],
+    landing: Landing,
+    *,
+    exc: BaseException | None = None,
+) -> Execution:
     """The fenced write of the outcome (in a ``swarm.<kind>`` span), tried again while Redis is
     unreachable and the lease lasts; a lost lease means another run owns the item now.
 
@@ -289,21 +309,34 @@ def _recorded(ctx: HandlerContext, kind: str, write: Callable[[], WorkItem], lan
     def unreachable(exc: BaseException) -> None:
         ctx.log.warning("outcome_write_unreachable", kind=kind, reason=str(exc))
 
+    run_span = tracing.current_span()
     try:
         with tracing.span(f"swarm.{kind}") as span:
             tracing.annotate(span, ctx.item, agent_id=ctx.agent_id, fence=ctx.fence)
             try:
                 item = within_lease(write, ctx.clock, kind, wait=_pause, on_unreachable=unreachable)
-            except (LeaseLost, NotOwner, InvalidTransition) as exc:
-                if isinstance(exc, OutageOutlastedLease):
+            except (LeaseLost, NotOwner, InvalidTransition) as refusal:
+                if isinstance(refusal, OutageOutlastedLease):
                     raise
-                item = _read_landed(ctx, kind, landing, exc)
-    except (LeaseLost, NotOwner) as exc:
-        ctx.log.warning("result_refused", reason=str(exc))
-        return Execution(ctx.item.id, Outcome.LEASE_LOST, detail=str(exc))
+                item = _read_landed(ctx, kind, landing, refusal)
+            _trace_outcome(item, span, run_span, exc)
+    except (LeaseLost, NotOwner) as refused:
+        ctx.log.warning("result_refused", reason=str(refused))
+        return Execution(ctx.item.id, Outcome.LEASE_LOST, detail=str(refused))
     outcome = _finished(item)
     ctx.log.info("finished", outcome=outcome.value, status=item.status.value, error=item.error)
     return Execution(item.id, outcome, item, item.error or "")
+
+
+def _trace_outcome(item: WorkItem, write_span: Span, run_span: Span, exc: BaseException | None) -> None:
+    """A failed or dead item ends the write's span and the run's with ERROR and its error (the
+    handler's exception on the run's); a retried attempt's exception is recorded on the run."""
+    if item.status in (Status.FAILED, Status.DEAD):
+        error = item.error or item.status.value
+        tracing.record_error(write_span, error)
+        tracing.record_error(run_span, error, exc)
+    elif exc is not None:
+        tracing.record_exception(run_span, exc)
 
 
 def _read_landed(ctx: HandlerContext, kind: str, landing: Landing, refusal: SwarmError) -> WorkItem:

@@ -8,6 +8,9 @@ owed a queue message: reaped and released items, retries whose backoff is over, 
 writer died before confirming. It runs in the workers, four times a second, because retries
 must start on time and beat does not tick that often. The redelivery pass
 (``workers.redelivery``) re-sends items whose sent message the broker lost.
+
+An item the reaper moves to dead (its last attempt's lease expired) gets a ``swarm.reap`` span in
+its own trace with ERROR status, as an item that fails in a worker does.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from collections.abc import Callable
 
 import structlog
 
+from swarm import tracing
 from swarm.errors import SwarmError
 from swarm.ledger import DISPATCH_BATCH, Dispatch, Ledger
 from swarm.models import Status
 from workers.redelivery import Redelivery
 
 SWEEP_INTERVAL_S = 0.25  # how late a retry may start after its backoff, at most
+DIED_OF = "lease expired on its last attempt"  # a reaped dead item's span's error
 
 log = structlog.get_logger("swarm.reaper")
 
@@ -35,7 +40,20 @@ def reap(ledger: Ledger) -> list[tuple[str, Status]]:
     reaped = ledger.reap()
     for work_id, status in reaped:
         log.warning("lease_expired", work_id=work_id, status=status.value)
+        if status is Status.DEAD and tracing.enabled():
+            _trace_death(ledger, work_id)
     return reaped
+
+
+def _trace_death(ledger: Ledger, work_id: str) -> None:
+    """A ``swarm.reap`` span with ERROR status in the dead item's trace."""
+    try:
+        item = ledger.get(work_id)
+    except SwarmError:  # gone, or Redis away: the trace goes without it
+        return
+    with tracing.item_context(item.traceparent), tracing.span("swarm.reap") as span:
+        tracing.annotate(span, item)
+        tracing.record_error(span, item.error or DIED_OF)
 
 
 def sweep(ledger: Ledger, send: Send) -> int:

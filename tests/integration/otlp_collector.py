@@ -13,6 +13,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+STATUS_NAMES = {
+    Status.STATUS_CODE_UNSET: "UNSET",
+    Status.STATUS_CODE_OK: "OK",
+    Status.STATUS_CODE_ERROR: "ERROR",
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,9 @@ class CollectedSpan:
     parent_id: str | None
     service: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    status: str = "UNSET"  # UNSET, OK or ERROR
+    status_message: str = ""
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, attributes)
 
 
 def _value(v: Any) -> Any:
@@ -74,6 +84,11 @@ class Collector:
                             parent_id=s.parent_span_id.hex() or None,
                             service=str(resource.get("service.name", "")),
                             attributes={a.key: _value(a.value) for a in s.attributes},
+                            status=STATUS_NAMES[s.status.code],
+                            status_message=s.status.message,
+                            events=[
+                                (e.name, {a.key: _value(a.value) for a in e.attributes}) for e in s.events
+                            ],
                         )
                     )
         with self._lock:

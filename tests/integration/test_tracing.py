@@ -207,3 +207,62 @@ def test_without_an_endpoint_nothing_is_exported_and_items_still_get_a_trace_id(
     assert re.fullmatch(r"[0-9a-f]{32}", first.trace_id)
     assert {i.trace_id for i in chain} == {first.trace_id}
     assert all(i.traceparent is None for i in chain)
+
+
+def test_failed_and_dead_items_end_their_spans_with_error_status_and_the_error(
+    redis_url: str, prefix: str, ledger: Ledger, tmp_path: Path
+) -> None:
+    log = tmp_path / "dev.log"
+    with running_collector() as collector:
+        env = tracing_env(collector)
+        once = {**env, "SWARM_MAX_ATTEMPTS": "1"}  # one attempt: a transient failure kills it
+        with running_worker(
+            redis_url, prefix, "developer", log, "-c", "2", env={**env, "SWARM_REAPER_INTERVAL": "0.3s"}
+        ):
+
+            def chore(with_env: dict[str, str], text: str, *more: str) -> WorkItem:
+                return submit_cli(redis_url, prefix, with_env, "chore", text, "--role", "developer", *more)
+
+            ok = chore(env, "works")
+            failed = chore(env, "fails", "--payload", '{"fail": "permanent"}')
+            dies = chore(once, "dies", "--payload", '{"fail": "transient"}')
+            reaped = chore(once, "held", "--no-enqueue")
+            ledger.claim(reaped.id, "agent_gone", lease_seconds=0.2)  # and its holder dies
+            wanted = {ok.id: Status.COMPLETED, failed.id: Status.FAILED}
+            wanted |= {dies.id: Status.DEAD, reaped.id: Status.DEAD}
+            wait_until(
+                lambda: all(ledger.get(wid).status is status for wid, status in wanted.items()),
+                "each item's outcome",
+                DEADLINE_S,
+                explain=lambda: log.read_text(errors="replace"),
+            )
+
+            def exported() -> bool:
+                trace = Trace(collector.spans)
+                return (
+                    all(trace.run_span(i.id) is not None for i in (ok, failed, dies))
+                    and all(trace.one("swarm.fail", i.id) is not None for i in (failed, dies))
+                    and trace.one("swarm.complete", ok.id) is not None
+                    and trace.one("swarm.reap", reaped.id) is not None
+                )
+
+            wait_until(exported, "the outcomes' spans", DEADLINE_S)
+    trace = Trace(collector.spans)
+    for item, exception in ((failed, "PermanentError"), (dies, "TransientError")):
+        error = ledger.get(item.id).error
+        write, run = trace.one("swarm.fail", item.id), trace.run_span(item.id)
+        assert write is not None
+        assert run is not None
+        assert (write.status, write.status_message) == ("ERROR", error), write
+        assert (run.status, run.status_message) == ("ERROR", error), run
+        raised = [attrs for name, attrs in run.events if name == "exception"]
+        assert [a["exception.type"].rsplit(".", 1)[-1] for a in raised] == [exception], run.events
+        assert "demo" in raised[0]["exception.message"]
+    completed, run = trace.one("swarm.complete", ok.id), trace.run_span(ok.id)
+    assert completed is not None
+    assert run is not None
+    assert (completed.status, run.status) == ("UNSET", "UNSET"), "a completion is no error"
+    reap = trace.one("swarm.reap", reaped.id)
+    assert reap is not None
+    assert reap.trace_id == reaped.trace_id, "in the dead item's own trace"
+    assert (reap.status, reap.status_message) == ("ERROR", "lease expired on its last attempt")
