@@ -25,6 +25,7 @@ from typing import IO, Any, cast
 
 from celery.apps import worker as celery_worker
 from celery.apps.beat import Beat
+from celery.beat import Service as BeatService
 
 from swarm import logs
 
@@ -38,6 +39,13 @@ class LoggedBeat(Beat):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["quiet"] = bool(kwargs.get("quiet")) or logs.resolve_format() == "json"
         super().__init__(*args, **kwargs)
+
+    def install_sync_handler(self, service: BeatService) -> None:
+        """Loads the scheduler before SIGTERM's handler is installed, as the banner does: beat
+        says it is starting before it makes its scheduler, and a SIGTERM then would make the
+        handler import the scheduler's module again, half initialised (beat would exit 1)."""
+        service.get_scheduler(lazy=True)
+        super().install_sync_handler(service)
 
 
 def _stream_fd(handler: logging.Handler) -> int | None:
