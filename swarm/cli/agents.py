@@ -48,7 +48,7 @@ def agents(as_json: bool = JSON_OPTION) -> None:
         if as_json:
             print_json([a.model_dump(mode="json") for a in found])
         else:
-            out.print(render.agents_table(found))
+            out.print(render.AgentsTable(found))
 
     run(as_json, body)
 

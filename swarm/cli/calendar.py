@@ -3,7 +3,7 @@ falls in it, where its settings came from, and ``swarm calendar set`` to change 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -15,6 +15,7 @@ from swarm.calendar_store import Agreement, StoredCalendar, agree, change, chang
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, run
 from swarm.errors import BadInput
 from swarm.ledger import Ledger
+from swarm.short_ids import resolve_work_id
 
 OPTIONS = {  # calendar setting -> its `swarm calendar set` option
     "iteration_length": "--iteration-length",
@@ -95,30 +96,38 @@ def _summary(cal: Calendar, now: datetime, agreement: Agreement) -> dict[str, An
 
 
 def _print_summary(cal: Calendar, now: datetime, agreement: Agreement, summary: dict[str, Any]) -> None:
+    """The summary, its lines wrapped at the terminal's width (80 columns or more)."""
     out.print(
         f"PI {summary['pi']}, iteration {summary['iteration']} (ART Sync {summary['art_sync']}); "
         f"iterations of {summary['iteration_length']}, {cal.iterations_per_pi} per PI, "
-        f"since {_short(cal.epoch)}"
+        f"since {_short(cal.epoch)}",
+        soft_wrap=False,
     )
-    out.print(_origin(agreement.stored, agreement.stored_now))
+    out.print(_origin(agreement.stored, agreement.stored_now), soft_wrap=False)
     for d in agreement.differences:
         out.print(
             f"differs: this process has {d.env}={d.local}, the stored calendar {d.stored}: the stored one "
             "is used (change it with `swarm calendar set`)",
             style="yellow",
             markup=False,
+            soft_wrap=False,
         )
-    table = Table(title=f"PI {summary['pi']}", title_justify="left")
+    table = Table(title=f"PI {summary['pi']} (UTC)", title_justify="left")
     for name in ("iteration", "start", "end", ""):
-        table.add_column(name)
+        table.add_column(name, no_wrap=True)
     for period in cal.iterations_of(summary["pi"]):
         table.add_row(
             period.key,
-            period.start.isoformat(),
-            period.end.isoformat(),
+            _time(period.start),
+            _time(period.end),
             "now" if period.contains(now) else "",
         )
     out.print(table)
+
+
+def _time(at: datetime) -> str:
+    """To the millisecond, in UTC: iterations of seconds (tests, demos) stay apart."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 @app.command("show")
@@ -134,7 +143,7 @@ def show_calendar(
             agreement = agree(ledger)
             cal = Calendar.of(agreement.stored)
             now = ledger.server_time()
-            item = ledger.get(work_id) if work_id else None
+            item = ledger.get(resolve_work_id(ledger, work_id)) if work_id else None
         if item is not None:
             times = {
                 "created_at": item.created_at,

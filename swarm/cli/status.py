@@ -1,4 +1,8 @@
-"""``swarm status``: a dashboard of the swarm (agents, items, queues, the calendar, recent events)."""
+"""``swarm status``: a dashboard of the swarm (agents, items, queues, the calendar, recent events).
+
+It reads in an 80-column terminal: role names are never cut (a table that does not fit beside
+the others goes below them), and the recent events show short ids and the time of day.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import time
 from datetime import datetime
 
 import typer
+from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -16,6 +21,7 @@ from rich.text import Text
 from swarm.cli import render
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run
 from swarm.models import Role, Status
+from swarm.short_ids import shorten
 from swarm.status import StatusReader, StatusReport
 
 DEFAULT_INTERVAL_S = 2.0
@@ -27,8 +33,8 @@ def _when(at: datetime | None) -> str:
 
 
 def _agents(report: StatusReport) -> Table:
-    table = Table(title="Agents by role", expand=True)
-    table.add_column("role")
+    table = Table(title="Agents by role")
+    table.add_column("role", no_wrap=True)
     for state in ("live", "stale", "offline"):
         table.add_column(state, justify="right", style=STATE_STYLE[state])
     for role, counts in report.agents_by_role.items():
@@ -40,10 +46,10 @@ def _items(report: StatusReport) -> Table:
     roles = [r.value for r in Role]
     extra = sorted({r for s in report.items.values() for r in s.by_role} - set(roles))
     table = Table(title="Items by status and role", expand=True)
-    table.add_column("status")
+    table.add_column("status", no_wrap=True)
     table.add_column("total", justify="right", style="bold")
     for role in [*roles, *extra]:
-        table.add_column(role, justify="right")
+        table.add_column(role, justify="right", no_wrap=True, min_width=len(role))
     for status in Status:
         row = report.items[status.value]
         cells = [str(row.by_role.get(role, 0)) for role in [*roles, *extra]]
@@ -53,8 +59,8 @@ def _items(report: StatusReport) -> Table:
 
 
 def _queues(report: StatusReport) -> Table:
-    table = Table(title="Queue depth", expand=True)
-    table.add_column("role")
+    table = Table(title="Queue depth")
+    table.add_column("role", no_wrap=True)
     table.add_column("pending", justify="right")
     for role, depth in report.queue_depths.items():
         table.add_row(role, Text(str(depth), style="bold yellow" if depth else ""))
@@ -63,12 +69,13 @@ def _queues(report: StatusReport) -> Table:
 
 def _calendar(report: StatusReport) -> Table:
     cal = report.calendar
-    table = Table(title=f"{cal.key}: PI {cal.pi}, iteration {cal.iteration}", expand=True)
-    table.add_column("team")
+    table = Table(title=f"{cal.key}: PI {cal.pi}, iteration {cal.iteration}")
+    table.add_column("team", no_wrap=True)
     table.add_column("velocity so far", justify="right")
     for team, points in cal.velocity.items():
         table.add_row(team, str(points))
     table.caption = f"{_when(cal.start)} to {_when(cal.end)} UTC; total {cal.velocity_total} points"
+    table.caption_justify = "left"
     return table
 
 
@@ -103,11 +110,15 @@ def dashboard(report: StatusReport, refreshes: int | None = None) -> RenderableT
     header = f"swarm status at {_when(report.at)} UTC"
     if refreshes is not None:
         header += f" (refresh {refreshes})"
-    top = Table.grid(expand=True, padding=(0, 1))
-    for _ in range(3):
-        top.add_column(ratio=1)
-    top.add_row(_agents(report), _queues(report), _calendar(report))
-    events = Group(*(render.event_line(e) for e in report.events)) if report.events else Text("no events")
+    # Side by side as far as they fit; a table that does not fit goes on the next row.
+    top = Columns([_agents(report), _queues(report), _calendar(report)], padding=(0, 2))
+    ids = shorten(
+        [e.work_id for e in report.events if e.work_id] + [e.agent_id for e in report.events if e.agent_id]
+    )
+    lines = [render.event_line(e, ids, time_only=True) for e in report.events]
+    for line in lines:
+        line.no_wrap, line.overflow = True, "ellipsis"
+    events = Group(*lines) if lines else Text("no events")
     return Panel(
         Group(top, _items(report), _processes(report), Rule("Recent events"), events),
         title=header,

@@ -24,9 +24,11 @@ from swarm.cli.runtime import (
 from swarm.dispatch import Dispatcher
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
+from swarm.short_ids import resolve_work_id
 from swarm.submission import submit_work
 
 CLI_SERVICE_NAME = "swarm-cli"  # OTEL_SERVICE_NAME's default for `swarm submit`
+WORK_ID_HELP = "The item's id, or the short id a table shows (the tail of its digits)."
 
 
 def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = False) -> None:
@@ -91,7 +93,7 @@ def submit(
 
 
 def claim(
-    work_id: str | None = typer.Argument(None, help="The item to claim (omit with --next)."),
+    work_id: str | None = typer.Argument(None, help="The item to claim, or its short id (omit with --next)."),
     next_: bool = typer.Option(False, "--next", help="Claim the role's most urgent pending item."),
     role: str | None = typer.Option(None, help="The role for --next."),
     lease: float | None = typer.Option(None, help="Lease length in seconds (default SWARM_LEASE_SECONDS)."),
@@ -106,7 +108,7 @@ def claim(
             raise BadInput("give either WORK_ID or --next --role ROLE")
         with ledger_session() as ledger:
             if work_id is not None:
-                item = ledger.claim(work_id, who, lease_seconds=lease)
+                item = ledger.claim(resolve_work_id(ledger, work_id), who, lease_seconds=lease)
             else:
                 if role is None:
                     raise BadInput("--next needs --role ROLE")
@@ -122,7 +124,7 @@ def claim(
 
 
 def progress(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     percent: str = typer.Argument(..., help="A whole number from 0 to 100."),
     note: str = typer.Argument("", help="A short status note."),
     fence: int | None = FENCE_OPTION,
@@ -135,14 +137,14 @@ def progress(
         who = require_agent(agent)
         pct = validation.percent(percent)
         with ledger_session() as ledger:
-            item = ledger.progress(work_id, who, pct, note, fence=fence)
+            item = ledger.progress(resolve_work_id(ledger, work_id), who, pct, note, fence=fence)
         _show_item(item, as_json, f"{item.id} is {item.progress}% done")
 
     run(as_json, body)
 
 
 def complete(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     result: str = typer.Option("success", help="success|failure."),
     points: int | None = typer.Option(None, min=0, help="Points to count (default: the item's)."),
     output: str | None = typer.Option(None, help="The result value, as JSON."),
@@ -159,17 +161,18 @@ def complete(
             raise BadInput(f"unknown result {result!r}; expected success|failure")
         value: Any = validation.parse_json(output, "--output") if output is not None else None
         with ledger_session() as ledger:
+            wid = resolve_work_id(ledger, work_id)
             if result == "success":
-                item = ledger.complete(work_id, who, fence=fence, result=value, points=points)
+                item = ledger.complete(wid, who, fence=fence, result=value, points=points)
             else:
-                item = ledger.fail(work_id, who, error, fence=fence)
+                item = ledger.fail(wid, who, error, fence=fence)
         _show_item(item, as_json, f"{item.id} is {item.status.value}")
 
     run(as_json, body)
 
 
 def fail(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     reason: str = typer.Argument(..., help="Why it failed."),
     retry: bool = typer.Option(False, "--retry", help="Return it to pending (dead past max attempts)."),
     fence: int | None = FENCE_OPTION,
@@ -181,14 +184,14 @@ def fail(
     def body() -> None:
         who = require_agent(agent)
         with ledger_session() as ledger:
-            item = ledger.fail(work_id, who, reason, fence=fence, retry=retry)
+            item = ledger.fail(resolve_work_id(ledger, work_id), who, reason, fence=fence, retry=retry)
         _show_item(item, as_json, f"{item.id} is {item.status.value}")
 
     run(as_json, body)
 
 
 def release(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     fence: int | None = FENCE_OPTION,
     agent: str | None = AGENT_OPTION,
     as_json: bool = JSON_OPTION,
@@ -198,14 +201,14 @@ def release(
     def body() -> None:
         who = require_agent(agent)
         with ledger_session() as ledger:
-            item = ledger.release(work_id, who, fence=fence)
+            item = ledger.release(resolve_work_id(ledger, work_id), who, fence=fence)
         _show_item(item, as_json, f"released {item.id}: {item.status.value}")
 
     run(as_json, body)
 
 
 def heartbeat(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     lease: float | None = typer.Option(None, help="New lease length in seconds."),
     fence: int | None = FENCE_OPTION,
     agent: str | None = AGENT_OPTION,
@@ -216,7 +219,7 @@ def heartbeat(
     def body() -> None:
         who = require_agent(agent)
         with ledger_session() as ledger:
-            item = ledger.heartbeat(work_id, who, fence=fence, lease_seconds=lease)
+            item = ledger.heartbeat(resolve_work_id(ledger, work_id), who, fence=fence, lease_seconds=lease)
         note = " (cancel requested)" if item.cancel_requested else ""
         _show_item(item, as_json, f"lease on {item.id} renewed until {item.lease_expires_at}{note}")
 
@@ -224,7 +227,7 @@ def heartbeat(
 
 
 def cancel(
-    work_id: str = typer.Argument(...),
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
     agent: str | None = AGENT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -232,19 +235,19 @@ def cancel(
 
     def body() -> None:
         with ledger_session() as ledger:
-            item = ledger.cancel(work_id, agent)
+            item = ledger.cancel(resolve_work_id(ledger, work_id), agent)
         state = item.status.value if item.status.terminal else "cancel requested"
         _show_item(item, as_json, f"{item.id}: {state}")
 
     run(as_json, body)
 
 
-def show(work_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+def show(work_id: str = typer.Argument(..., help=WORK_ID_HELP), as_json: bool = JSON_OPTION) -> None:
     """Show one item."""
 
     def body() -> None:
         with ledger_session() as ledger:
-            item = ledger.get(work_id)
+            item = ledger.get(resolve_work_id(ledger, work_id))
         _show_item(item, as_json, item.id, full=True)
 
     run(as_json, body)
@@ -265,7 +268,7 @@ def list_items(
         if as_json:
             print_json([item.model_dump(mode="json") for item in items])
         else:
-            out.print(render.items_table(items))
+            out.print(render.ItemsTable(items))
 
     run(as_json, body)
 
