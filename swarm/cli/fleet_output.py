@@ -60,8 +60,7 @@ class FleetOutput:
         if self.format == "console":
             self.console.print(text, style=style, markup=False, highlight=False)
             return
-        record = logging.LogRecord("swarm.up", LEVELS[level], __file__, 0, text, None, None)
-        self._write(self._json.format(record))
+        self._write(self._json_line(text, level))
 
     def child_line(self, name: str, line: str) -> None:
         """One line a child printed (a JSON log line, or any other text)."""
@@ -72,16 +71,19 @@ class FleetOutput:
                     return
                 self._warnings_shown.add(str(event.get("event")))
         if self.format == "json":
-            if event is None:
-                self.say(line)
-            else:
-                self._write(json.dumps({**event, "process": name}, default=str))
+            if event is None:  # a line that is no log line (e.g. Flower's own): one of swarm up's
+                event = json.loads(self._json_line(line, "info"))
+            self._write(json.dumps({**event, "process": name}, default=str))
             return
         rendered = line if event is None else self._console_line(event)
         colour = ROLE_COLOURS.get(name, "white")
         for part in rendered.splitlines() or [""]:
             body = Text.from_ansi(part) if event is not None else Text(part)
             self.console.print(Text.assemble((f"{name:>9} | ", colour), body), soft_wrap=True)
+
+    def _json_line(self, text: str, level: str) -> str:
+        record = logging.LogRecord("swarm.up", LEVELS[level], __file__, 0, text, None, None)
+        return self._json.format(record)
 
     def _console_line(self, event: dict[str, Any]) -> str:
         stamp = str(event.get("timestamp", ""))

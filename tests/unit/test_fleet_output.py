@@ -39,7 +39,11 @@ def test_json_output_keeps_each_childs_line_and_names_the_child() -> None:
     assert "process" not in own
     assert (child["event"], child["process"], child["work_id"]) == ("qa@host ready.", "qa", "w1")
     assert child["timestamp"] == STAMP, "the child's own line, untouched"
-    assert (other["event"], other["logger"]) == ("Visit me at http://127.0.0.1:5555", "swarm.up")
+    assert (other["event"], other["logger"], other["process"]) == (
+        "Visit me at http://127.0.0.1:5555",
+        "swarm.up",
+        "flower",
+    )
 
 
 def test_console_output_renders_each_childs_line_after_its_name() -> None:
