@@ -7,12 +7,16 @@ consumes its role's queues with kombu's ``priority`` queue order, so its BRPOP a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import Celery
-from celery.apps.beat import Beat
 from kombu import Exchange, Queue
 
 from swarm.models import Priority, Role
 from swarm.settings import Settings
+
+if TYPE_CHECKING:
+    from celery.apps.beat import Beat
 
 EXECUTE_TASK = "swarm.execute"  # the name Flower shows; args are (work_id, type, role)
 CEREMONY_TASK = "swarm.ceremony"  # args (name, period key); scheduled by beat
