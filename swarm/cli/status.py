@@ -1,7 +1,9 @@
 """``swarm status``: a dashboard of the swarm (agents, items, queues, the calendar, recent events).
 
-It reads in an 80-column terminal: role names are never cut (a table that does not fit beside
-the others goes below them), and the recent events show short ids and the time of day.
+It reads in an 80x24 terminal: the tables have no borders but under their headers, the top
+three sit side by side as far as they fit (one that does not goes below), role names are never
+cut, the recent events show short ids and the time of day, one line each, and ``--watch`` on a
+terminal shows as many of them as fit its height.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import time
 from datetime import datetime
 
 import typer
+from rich import box
 from rich.columns import Columns
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.rule import Rule
@@ -25,6 +28,7 @@ from swarm.short_ids import shorten
 from swarm.status import StatusReader, StatusReport
 
 DEFAULT_INTERVAL_S = 2.0
+CALENDAR_WIDTH = 22  # the iteration's table, at least: its title and caption on one line each
 STATE_STYLE = {"live": "green", "stale": "yellow", "offline": "dim"}
 
 
@@ -32,8 +36,15 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
+def _table(title: str | None, *, expand: bool = False) -> Table:
+    return Table(
+        title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+        pad_edge=False, padding=(0, 1, 0, 0), expand=expand,
+    )  # fmt: skip
+
+
 def _agents(report: StatusReport) -> Table:
-    table = Table(title="Agents by role")
+    table = _table("Agents by role")
     table.add_column("role", no_wrap=True)
     for state in ("live", "stale", "offline"):
         table.add_column(state, justify="right", style=STATE_STYLE[state])
@@ -45,7 +56,7 @@ def _agents(report: StatusReport) -> Table:
 def _items(report: StatusReport) -> Table:
     roles = [r.value for r in Role]
     extra = sorted({r for s in report.items.values() for r in s.by_role} - set(roles))
-    table = Table(title="Items by status and role", expand=True)
+    table = _table(None, expand=True)  # its header says what it is: its title's line goes to the events
     table.add_column("status", no_wrap=True)
     table.add_column("total", justify="right", style="bold")
     for role in [*roles, *extra]:
@@ -59,7 +70,7 @@ def _items(report: StatusReport) -> Table:
 
 
 def _queues(report: StatusReport) -> Table:
-    table = Table(title="Queue depth")
+    table = _table("Queue depth")
     table.add_column("role", no_wrap=True)
     table.add_column("pending", justify="right")
     for role, depth in report.queue_depths.items():
@@ -69,21 +80,24 @@ def _queues(report: StatusReport) -> Table:
 
 def _calendar(report: StatusReport) -> Table:
     cal = report.calendar
-    table = Table(title=f"{cal.key}: PI {cal.pi}, iteration {cal.iteration}")
+    table = _table(f"Iteration {cal.key}")
     table.add_column("team", no_wrap=True)
-    table.add_column("velocity so far", justify="right")
+    table.add_column("velocity", justify="right")
     for team, points in cal.velocity.items():
         table.add_row(team, str(points))
-    table.caption = f"{_when(cal.start)} to {_when(cal.end)} UTC; total {cal.velocity_total} points"
+    table.add_row(Text("total", style="bold"), Text(str(cal.velocity_total), style="bold"))
+    table.caption = f"ends {cal.end:%m-%d %H:%M} UTC" if cal.end else None
     table.caption_justify = "left"
+    table.min_width = CALENDAR_WIDTH
     return table
 
 
 def _processes(report: StatusReport) -> Table:
     """The beats (who leads, who stands by) and the children ``swarm up`` restarted."""
-    table = Table(title="Beat and restarts", expand=True)
-    table.add_column("process")
-    table.add_column("state")
+    table = _table("Beat and restarts")
+    table.show_header = False  # its rows say what they are: two lines fewer
+    table.add_column("process", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     table.add_column("detail")
     beat = report.beat
     table.add_row(
@@ -105,25 +119,27 @@ def _processes(report: StatusReport) -> Table:
     return table
 
 
-def dashboard(report: StatusReport, refreshes: int | None = None) -> RenderableType:
-    """The whole dashboard as one Rich renderable."""
+def dashboard(
+    report: StatusReport, refreshes: int | None = None, height: int | None = None, console: Console = out
+) -> RenderableType:
+    """The whole dashboard as one Rich renderable; with ``height``, only as many of the recent
+    events (the latest) as leave it within that many lines of ``console``."""
     header = f"swarm status at {_when(report.at)} UTC"
     if refreshes is not None:
         header += f" (refresh {refreshes})"
     # Side by side as far as they fit; a table that does not fit goes on the next row.
     top = Columns([_agents(report), _queues(report), _calendar(report)], padding=(0, 2))
-    ids = shorten(
-        [e.work_id for e in report.events if e.work_id] + [e.agent_id for e in report.events if e.agent_id]
-    )
-    lines = [render.event_line(e, ids, time_only=True) for e in report.events]
+    parts: list[RenderableType] = [top, _items(report), _processes(report), Rule("Recent events")]
+    shown = report.events
+    if height is not None:  # the dashboard with one line for the events, then as many as fit
+        fixed = len(console.render_lines(Panel(Group(*parts, Text("")))))
+        shown = shown[-max(1, height - fixed + 1) :]
+    ids = shorten([e.work_id for e in shown if e.work_id] + [e.agent_id for e in shown if e.agent_id])
+    lines = [render.event_line(e, ids, time_only=True) for e in shown]
     for line in lines:
         line.no_wrap, line.overflow = True, "ellipsis"
     events = Group(*lines) if lines else Text("no events")
-    return Panel(
-        Group(top, _items(report), _processes(report), Rule("Recent events"), events),
-        title=header,
-        title_align="left",
-    )
+    return Panel(Group(*parts, events), title=header, title_align="left")
 
 
 def status(
@@ -149,11 +165,14 @@ def status(
                 return
             refreshes = 1
             if out.is_terminal:
-                with Live(dashboard(reader.report(), refreshes), console=out, auto_refresh=False) as live:
+                fit = out.height - 1  # Live keeps the cursor's line
+                with Live(
+                    dashboard(reader.report(), refreshes, fit), console=out, auto_refresh=False
+                ) as live:
                     while True:
                         time.sleep(interval)
                         refreshes += 1
-                        live.update(dashboard(reader.report(), refreshes), refresh=True)
+                        live.update(dashboard(reader.report(), refreshes, out.height - 1), refresh=True)
             # Not a terminal (a pipe, a log): each refresh is printed after the last.
             while True:
                 out.print(dashboard(reader.report(), refreshes))

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from swarm.cli import render
+from swarm.calendar import Calendar
+from swarm.cli import render, status
+from swarm.ledger import Ledger
 from swarm.models import Agent, Priority, Role, Status, WorkItem
+from swarm.status import StatusReader
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -68,3 +71,21 @@ def test_the_agents_table_fits_80_columns() -> None:
     roles = [line.split()[1] for line in lines[3:-1]]
     assert roles == [r.value for r in Role] + ["devops"], lines
     assert lines[-2].split()[-1] == "3h"
+
+
+def test_the_status_dashboard_fits_80_by_24_with_the_latest_events(fake_ledger: Ledger) -> None:
+    Calendar.load(fake_ledger)
+    for n, role in enumerate([*Role, *Role, *Role, *Role]):
+        item = fake_ledger.submit("chore", f"item {n}", role=role, dispatch=False)
+        fake_ledger.register_agent(f"{role.value}-{n}", role=role)
+    fake_ledger.claim(item.id, "devops-19")
+    report = StatusReader(fake_ledger, events=15).report()
+    console = Console(file=io.StringIO(), width=80, height=24, color_system=None, force_terminal=False)
+    lines = rendered(status.dashboard(report, height=23, console=console))
+    assert len(lines) <= 23, "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80
+    assert "claimed" in lines[-2], "the latest event is shown"
+    assert {r.value for r in Role} <= set(" ".join(lines).split()), "every role whole"
+    everything = rendered(status.dashboard(report))
+    rule = next(n for n, line in enumerate(everything) if "Recent events" in line)
+    assert len(everything[rule + 1 : -1]) == 15, "without a height: every recent event"
