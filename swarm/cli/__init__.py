@@ -14,6 +14,7 @@ from swarm.cli import (
     health,
     improve,
     metrics,
+    results,
     status,
     tour,
     up,
@@ -44,6 +45,8 @@ app.command()(work.show)
 app.command("list")(work.list_items)
 app.command()(work.events)
 app.command()(work.reap)
+app.command()(results.wait)
+app.command()(results.retry)
 app.command()(agents.register)
 app.command()(agents.agents)
 app.command("generate-id")(agents.generate_id)
