@@ -176,7 +176,7 @@ def _run(
     result: Any = None
 
     def stuck(reason: str) -> None:  # a handler past its timeout that did not stop (time_limit)
-        _fail(ctx, reason, retry=True, backoff=backoff_seconds(item.attempts + 1))
+        _fail(ctx, f"transient: {reason}", retry=True, backoff=backoff_seconds(item.attempts + 1))
 
     with LeaseKeeper(ctx, lease):
         try:
