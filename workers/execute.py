@@ -2,7 +2,9 @@
 
 This is the whole of what the Celery execute task does with an item. A transient failure goes
 back to pending with a backoff (``backoff_seconds``) after which the dispatch sweep sends it
-again. A duplicate delivery finds the item claimed or finished and does nothing.
+again. A duplicate delivery finds the item claimed or finished and does nothing. A handler's
+options give the claim its lease and attempt budget before it starts (``_with_options``), and
+its timeout stops it (``workers.time_limit``).
 
 Observability: the claim and the outcome's write each run in a span (``swarm.claim``, then
 ``swarm.complete``, ``swarm.fail`` or ``swarm.release``), children of the current span (the
