@@ -22,7 +22,7 @@ from swarm.models import EventKind, Role, WorkItem
 
 from .polling import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_compat]  # also run on Redis 6.2
 
 AGENT = "dev-1"
 
