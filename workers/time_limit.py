@@ -42,6 +42,7 @@ from workers.handlers import HandlerFn, TransientError
 
 HARD_STOP_GRACE_S = 5.0  # a stopped handler's time to unwind (an executor's group kill takes 2 s)
 LANDING_WAIT_S = 1.0  # a signal sent to this very thread is handled within this, or never
+SIGNAL_AGAIN_S = 0.1  # the stop signal is sent again this often until it has landed
 STOP_SIGNAL = signal.SIGUSR1  # Celery's soft-time-limit signal (billiard's pool children)
 POOL_CHILD_EXIT_CODE = 70  # a prefork child that ended itself for a handler past its time limit
 
@@ -81,10 +82,10 @@ def run_limited(
     if timeout is None:
         return fn(item, ctx)
     limit = _Limit(ctx, timeout, on_stuck)
-    limit.start()
     value: Any = None
     error: BaseException | None = None
     try:
+        limit.start()  # a very short limit may fire before it returns: the stop lands in here
         value = fn(item, ctx)
     except TimeLimitExceeded:
         pass
@@ -132,6 +133,8 @@ class _Limit:
             if callable(self._previous):
                 self._previous(signum, frame)
             return
+        if self._landed:
+            return  # a repeat (below) that crossed the first one: one stop is enough
         self._landed = True
         raise TimeLimitExceeded(self.reason)
 
@@ -143,13 +146,26 @@ class _Limit:
                 return
             self.fired = True
             self.ctx.mark_timed_out()
-            if self._by_signal:
-                signal.pthread_kill(self._thread_id, STOP_SIGNAL)
-            else:
-                _raise_in(self._thread_id, TimeLimitExceeded)
+            self._stop()
         self.ctx.log.warning("handler_timed_out", timeout=self.timeout)
-        if self._left.wait(HARD_STOP_GRACE_S):
-            return
+        grace_ends = time.monotonic() + HARD_STOP_GRACE_S
+        while not self._left.wait(SIGNAL_AGAIN_S):
+            if time.monotonic() >= grace_ends:
+                self._stuck()
+                return
+            with self._lock:
+                # A signal caught just before a blocking call started (between the interpreter's
+                # last check and the system call) does not cut that call short: send it again.
+                if self._by_signal and self._running and not self._landed:
+                    self._stop()
+
+    def _stop(self) -> None:
+        if self._by_signal:
+            signal.pthread_kill(self._thread_id, STOP_SIGNAL)
+        else:
+            _raise_in(self._thread_id, TimeLimitExceeded)
+
+    def _stuck(self) -> None:
         if not _in_pool_child:
             self.ctx.log.error(
                 "handler_not_stopped",

@@ -159,3 +159,13 @@ def test_a_thread_that_ignores_the_stop_is_waited_for_and_still_timed_out(
     got = in_thread(lambda: run_limited(stubborn, ctx.item, ctx, LIMIT_S, on_stuck=stuck.append))
     assert isinstance(got, HandlerTimedOut), "a late result does not count"
     assert stuck == [], "outside a prefork child nothing is ended: the item stays held until it returns"
+
+
+def test_a_limit_shorter_than_starting_its_watchdog_still_lands_only_inside_the_run(
+    ctx: HandlerContext,
+) -> None:
+    for _ in range(20):
+        got = in_thread(lambda: run_limited(busy, ctx.item, ctx, 1e-6, on_stuck=print))
+        assert isinstance(got, HandlerTimedOut)
+        with pytest.raises(HandlerTimedOut):
+            run_limited(lambda i, c: time.sleep(60), ctx.item, ctx, 1e-6, on_stuck=print)
