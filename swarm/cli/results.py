@@ -9,13 +9,10 @@ first.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from swarm import results
-from swarm.cli import render
 from swarm.cli.runtime import (
     AGENT_OPTION,
     JSON_OPTION,
@@ -25,10 +22,14 @@ from swarm.cli.runtime import (
     print_model,
     run,
 )
-from swarm.models import Status, WorkItem
+
+if TYPE_CHECKING:  # imported where used: `swarm --help` imports this module and must stay fast
+    from rich.table import Table
+
+    from swarm.models import WorkItem
 
 # `swarm wait`'s exit code for each way work ends (WaitTimeout's, 11, is in swarm.errors).
-WAIT_EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 8, Status.DEAD: 9, Status.CANCELLED: 10}
+WAIT_EXIT_CODES = {"completed": 0, "failed": 8, "dead": 9, "cancelled": 10}
 
 
 def wait(
@@ -43,20 +44,26 @@ def wait(
     Exit 0 completed, 8 failed, 9 dead, 10 cancelled, 11 timed out.
     """
 
-    def body() -> Status:
+    def body() -> str:
+        from swarm import results
+
         with ledger_session() as ledger:
             item = results.wait(ledger, work_id, timeout)
         if as_json:
             print_model(item)
         else:
             _print_outcome(item, work_id)
-        return item.status
+        return item.status.value
 
     status = run(as_json, body)
     raise typer.Exit(WAIT_EXIT_CODES[status])
 
 
 def _print_outcome(item: WorkItem, asked: str) -> None:
+    from rich.text import Text
+
+    from swarm.cli import render
+
     line = Text(f"{item.id} {item.status.value}")
     line.stylize(render.STATUS_STYLE[item.status], len(item.id) + 1)
     if item.id != asked:
@@ -89,6 +96,8 @@ def retry(
 
 def show_chain(work_id: str, as_json: bool) -> None:
     """``swarm show ID --chain``: the stages of the workflow ``work_id`` belongs to, in order."""
+    from swarm import results
+
     with ledger_session() as ledger:
         stages = results.chain(ledger, work_id)
     if as_json:
@@ -98,6 +107,11 @@ def show_chain(work_id: str, as_json: bool) -> None:
 
 
 def chain_table(stages: list[WorkItem], asked: str) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from swarm.cli import render
+
     workflow = stages[0].workflow
     title = f"workflow {workflow}: " if workflow else ""
     table = Table(title=f"{title}{len(stages)} stage(s)")
