@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 from swarm.cli import (
@@ -62,9 +65,23 @@ app.command()(improve.improve)
 
 
 @app.callback()
-def _logging() -> None:
-    """Before any command: structlog through stdlib logging, so log lines never reach stdout
-    (which ``--json`` keeps for its one object) and warnings go to stderr."""
+def _logging(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="A settings file (TOML) to read, as SWARM_CONFIG names one; none is read unless named.",
+    ),
+) -> None:
+    """Before any command: the settings file named, if any (for this command and the processes it
+    starts); then structlog through stdlib logging, so log lines never reach stdout (which
+    ``--json`` keeps for its one object) and warnings go to stderr."""
+    if config is not None:
+        from swarm.settings import CONFIG_ENV, get_settings  # noqa: PLC0415 - only when a file is named
+
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        get_settings.cache_clear()
     configure_logging()
 
 
