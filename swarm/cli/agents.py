@@ -34,7 +34,7 @@ def register(
         if as_json:
             print_model(agent)
         else:
-            out.print(f"registered {agent.id}", markup=False)
+            out.print(render.terminal_safe(f"registered {agent.id}"), markup=False)
 
     run(as_json, body)
 

@@ -7,7 +7,6 @@ control (pool sizes, rate limits) needs a Celery app on the ledger's Redis.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -17,7 +16,7 @@ from rich.text import Text
 from ceremonies.improve.cycle import Cycle, past_cycles, run_cycle
 from ceremonies.improve.deploy import Deployment
 from swarm.celery_app import create_app
-from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run
+from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run, write_json
 
 LISTED_CYCLES = 10  # past cycles listed after a run (and by --list)
 OUTCOME_STYLE = {
@@ -38,7 +37,7 @@ def improve(
             if list_only:
                 cycles = past_cycles(ledger, LISTED_CYCLES)
                 if as_json:
-                    sys.stdout.write("[" + ",".join(c.model_dump_json() for c in cycles) + "]\n")
+                    write_json("[" + ",".join(c.model_dump_json() for c in cycles) + "]")
                 else:
                     out.print(history_table(cycles))
                 return

@@ -1,10 +1,23 @@
-"""Rich views of items, agents and events. User text is never read as markup."""
+"""Rich views of items, agents and events. User text is never read as markup, and never reaches
+the terminal with its control characters: ``terminal_safe`` shows each as an escape.
+
+A description, a note, an error or a log line may hold terminal escape sequences (ESC ``[``...,
+OSC titles and hyperlinks), BEL, CR, backspaces or NUL, which a terminal would act on: recolour
+or clear the screen, rewrite what was printed, set the window title. Every human-readable view
+passes user-supplied text through ``terminal_safe`` before layout, and the CLI's consoles apply it
+once more to everything they print (``EscapeControls``), for any view that did not. Newlines (and
+tabs) stay: they are part of a description's text. JSON output is escaped by JSON
+(``swarm/cli/runtime.py``: ``print_json``).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -20,6 +33,52 @@ STATUS_STYLE = {
     Status.DEAD: "bold red",
 }
 PREVIEW_CHARS = 60  # list rows show this much of a description
+# What a terminal would act on: C0 controls but tab and newline, DEL, C1 controls (U+009B is a
+# CSI of its own to some terminals), and the bidirectional overrides and isolates that reorder
+# how a line reads ("Trojan Source").
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+NAMED_ESCAPES = {"\r": "\\r", "\x1b": "\\e"}  # the two most often seen, by their usual names
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character a terminal would act on shown as a visible escape
+    (``\\e``, ``\\r``, ``\\x07``, ``\\x00``, ``\\u202e``); newlines, tabs, quotes and every other
+    character (accents, emoji) as they are."""
+    return CONTROL_CHARACTERS.sub(_escape, text)
+
+
+def safe_text(value: object, style: str = "") -> Text:
+    """User-supplied text as a Rich ``Text``: no markup, no control characters."""
+    return Text(terminal_safe("" if value is None else str(value)), style=style)
+
+
+class _Escaped:
+    """A renderable whose rendered text has its control characters escaped (control segments,
+    Rich's own cursor moves, pass as they are)."""
+
+    def __init__(self, renderable: ConsoleRenderable) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            if segment.control or not CONTROL_CHARACTERS.search(segment.text):
+                yield segment
+            else:
+                yield Segment(terminal_safe(segment.text), segment.style)
+
+
+class EscapeControls(RenderHook):
+    """A console hook: everything printed has its control characters escaped, whatever view made
+    it (the views escape user text themselves, before layout; this is the net under them)."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Escaped(r) for r in renderables]
 
 
 def _when(value: datetime | None) -> str:
@@ -27,8 +86,10 @@ def _when(value: datetime | None) -> str:
 
 
 def _preview(text: str) -> str:
-    flat = text.replace("\n", " ").replace("\x00", " ")
-    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+    """One line of ``text`` (newlines as spaces), escaped, cut to ``PREVIEW_CHARS``."""
+    flat = text.replace("\r\n", " ").replace("\n", " ")
+    flat = flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+    return terminal_safe(flat)
 
 
 def item_table(item: WorkItem) -> Table:
@@ -37,9 +98,9 @@ def item_table(item: WorkItem) -> Table:
     table.add_column()
     for name, value in item.model_dump(mode="json").items():
         if name == "status":
-            table.add_row(name, Text(str(value), style=STATUS_STYLE[item.status]))
+            table.add_row(name, safe_text(value, style=STATUS_STYLE[item.status]))
         else:
-            table.add_row(name, Text("" if value is None else str(value)))
+            table.add_row(name, safe_text(value))
     return table
 
 
@@ -49,14 +110,14 @@ def items_table(items: Sequence[WorkItem]) -> Table:
         table.add_column(column, overflow="fold" if column == "id" else "ellipsis")
     for item in items:
         table.add_row(
-            Text(item.id),
-            Text(item.type),
+            safe_text(item.id),
+            safe_text(item.type),
             Text(item.status.value, style=STATUS_STYLE[item.status]),
             Text(item.role.value),
-            Text(item.team),
+            safe_text(item.team),
             Text(item.priority.value),
             Text(f"{item.progress}%"),
-            Text(item.agent_id or ""),
+            safe_text(item.agent_id),
             Text(_preview(item.description)),
         )
     return table
@@ -70,9 +131,9 @@ def agents_table(agents: Sequence[Agent]) -> Table:
     for agent in agents:
         rate = "" if agent.success_rate is None else f"{agent.success_rate:.0%}"
         table.add_row(
-            Text(agent.id),
+            safe_text(agent.id),
             Text(agent.role.value if agent.role else ""),
-            Text(agent.team),
+            safe_text(agent.team),
             Text(agent.status.value),
             str(agent.capacity),
             str(agent.completed),
@@ -92,4 +153,4 @@ def event_line(event: Event) -> Text:
         parts.append(f"-> {event.status.value}")
     if event.detail:
         parts.append(_preview(event.detail))
-    return Text("  ".join(p for p in parts if p))
+    return Text(terminal_safe("  ".join(p for p in parts if p)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
@@ -20,8 +21,19 @@ from swarm.settings import Settings
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _console(**options: Any) -> Console:
+    """A Rich console whose output never carries a raw control character: whatever is printed
+    has them escaped (``render.EscapeControls``)."""
+    from swarm.cli.render import EscapeControls  # noqa: PLC0415 - with the console, not before
+
+    console = Console(**options)
+    console.push_render_hook(EscapeControls())
+    return console
+
+
+out = _console(highlight=False, soft_wrap=True)
+err = _console(stderr=True, highlight=False, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 AGENT_OPTION = typer.Option(
@@ -66,12 +78,23 @@ def _announce(target: RedisTarget) -> None:
     )
 
 
+# Characters JSON may leave raw that a terminal would act on or reorder: DEL, the C1 controls,
+# the bidirectional overrides and isolates (JSON itself escapes U+0000-U+001F).
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def write_json(text: str) -> None:
+    """One JSON document on a line of stdout, with the characters ``_RAW_IN_JSON`` names written
+    as ``\\uXXXX`` escapes (they occur only inside strings: the same JSON value)."""
+    sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    write_json(json.dumps(value, ensure_ascii=False))
 
 
 def print_model(model: BaseModel) -> None:
-    sys.stdout.write(model.model_dump_json() + "\n")
+    write_json(model.model_dump_json())
 
 
 def fail(exc: SwarmError, as_json: bool) -> NoReturn:
@@ -83,7 +106,9 @@ def fail(exc: SwarmError, as_json: bool) -> NoReturn:
             body["holder"] = exc.holder
         print_json(body)
     else:
-        err.print(f"error: {message}", markup=False)
+        from swarm.cli.render import terminal_safe  # noqa: PLC0415 - with the console, not before
+
+        err.print(f"error: {terminal_safe(message)}", markup=False)
     raise typer.Exit(exc.exit_code)
 
 

@@ -36,7 +36,7 @@ def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = Fal
     elif full:
         out.print(render.item_table(item))
     else:
-        out.print(headline, markup=False)
+        out.print(render.terminal_safe(headline), markup=False)
 
 
 def submit(
