@@ -9,6 +9,7 @@ import typer
 from swarm.cli import render
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, print_model, run
 from swarm.ids import new_agent_id, new_work_id
+from swarm.terminal import terminal_safe
 
 
 def register(
@@ -34,7 +35,7 @@ def register(
         if as_json:
             print_model(agent)
         else:
-            out.print(render.terminal_safe(f"registered {agent.id}"), markup=False)
+            out.print(terminal_safe(f"registered {agent.id}"), markup=False)
 
     run(as_json, body)
 

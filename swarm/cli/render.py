@@ -1,18 +1,15 @@
 """Rich views of items, agents and events. User text is never read as markup, and never reaches
-the terminal with its control characters: ``terminal_safe`` shows each as an escape.
+the terminal with its control characters (``swarm.terminal.terminal_safe`` shows each as an
+escape).
 
-A description, a note, an error or a log line may hold terminal escape sequences (ESC ``[``...,
-OSC titles and hyperlinks), BEL, CR, backspaces or NUL, which a terminal would act on: recolour
-or clear the screen, rewrite what was printed, set the window title. Every human-readable view
-passes user-supplied text through ``terminal_safe`` before layout, and the CLI's consoles apply it
-once more to everything they print (``EscapeControls``), for any view that did not. Newlines (and
-tabs) stay: they are part of a description's text. JSON output is escaped by JSON
-(``swarm/cli/runtime.py``: ``print_json``).
+Every view passes user-supplied text through ``terminal_safe`` before layout, and the CLI's
+consoles apply it once more to everything they print (``EscapeControls``), for any view that did
+not. Newlines (and tabs) stay: they are part of a description's text. JSON output is escaped by
+JSON (``swarm/cli/runtime.py``: ``print_json``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from swarm.models import Agent, Event, Status, WorkItem
+from swarm.terminal import CONTROL_CHARACTERS, terminal_safe
 
 STATUS_STYLE = {
     Status.PENDING: "cyan",
@@ -33,24 +31,6 @@ STATUS_STYLE = {
     Status.DEAD: "bold red",
 }
 PREVIEW_CHARS = 60  # list rows show this much of a description
-# What a terminal would act on: C0 controls but tab and newline, DEL, C1 controls (U+009B is a
-# CSI of its own to some terminals), and the bidirectional overrides and isolates that reorder
-# how a line reads ("Trojan Source").
-CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-NAMED_ESCAPES = {"\r": "\\r", "\x1b": "\\e"}  # the two most often seen, by their usual names
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with every control character a terminal would act on shown as a visible escape
-    (``\\e``, ``\\r``, ``\\x07``, ``\\x00``, ``\\u202e``); newlines, tabs, quotes and every other
-    character (accents, emoji) as they are."""
-    return CONTROL_CHARACTERS.sub(_escape, text)
 
 
 def safe_text(value: object, style: str = "") -> Text:

@@ -106,7 +106,7 @@ def fail(exc: SwarmError, as_json: bool) -> NoReturn:
             body["holder"] = exc.holder
         print_json(body)
     else:
-        from swarm.cli.render import terminal_safe  # noqa: PLC0415 - with the console, not before
+        from swarm.terminal import terminal_safe  # noqa: PLC0415 - with the console, not before
 
         err.print(f"error: {terminal_safe(message)}", markup=False)
     raise typer.Exit(exc.exit_code)

@@ -23,6 +23,7 @@ from swarm.cli.runtime import (
 )
 from swarm.errors import BadInput, NotFound
 from swarm.models import WorkItem
+from swarm.terminal import terminal_safe
 from workers.dispatch import Dispatcher
 from workers.submission import submit_work
 
@@ -36,7 +37,7 @@ def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = Fal
     elif full:
         out.print(render.item_table(item))
     else:
-        out.print(render.terminal_safe(headline), markup=False)
+        out.print(terminal_safe(headline), markup=False)
 
 
 def submit(

@@ -13,8 +13,8 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from swarm.cli import render, runtime
-from swarm.cli.render import terminal_safe
 from swarm.models import Agent, Event, EventKind, Role, WorkItem
+from swarm.terminal import terminal_safe
 
 HOSTILE = (
     "quotes \" and ' stay; a\nnewline stays; tab\tstays; é ü 中文 🎉 stay; "
