@@ -15,6 +15,7 @@ reads a config file only when one is named (``-- --conf=FILE`` or ``FLOWER_CONF`
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -73,11 +74,16 @@ def flower_options(argv: Sequence[str]) -> Any:
     same way when it starts. A value Flower would refuse is bad input."""
     from flower import command  # type: ignore[import-untyped]  # noqa: PLC0415 - only for this command
 
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         command.apply_env_options()
         command.apply_options("flower", list(argv))
     except Exception as exc:  # tornado's option errors, a bad value's ValueError, a config file's own
         raise BadInput(f"Flower refuses its options: {type(exc).__name__}: {exc}") from None
+    finally:  # tornado's parse callback sets up logging; Flower does it again when it starts
+        root.setLevel(level)
+        root.handlers[:] = handlers
     return command.options
 
 

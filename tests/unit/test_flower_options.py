@@ -156,3 +156,12 @@ def test_not_loopback(address: str) -> None:
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.1", "::1", "localhost"])
 def test_loopback(address: str) -> None:
     assert is_loopback(address)
+
+
+def test_checking_the_options_leaves_this_processes_logging_as_it_was() -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    handlers = list(root.handlers)
+    _argv([])  # tornado's parse callback would set the root logger to INFO (swarm up --flower)
+    assert root.level == logging.WARNING
+    assert root.handlers == handlers
