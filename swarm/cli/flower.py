@@ -4,9 +4,11 @@ The rule is applied to the options Flower will actually run with, not to the wor
 Flower starts, its own parser (``flower.command``, over ``tornado.options``) reads its ``FLOWER_*``
 environment variables, the config file ``--conf`` names and the whole command line, exactly as
 Flower reads them when it starts in this process a moment later. However the address is spelled
-(``--address=``, ``-address=``, ``--address X``, ``FLOWER_ADDRESS``, a config file), a TCP
-address that is not loopback is refused (exit 2) unless Flower asks for credentials: basic auth
-(``SWARM_FLOWER_BASIC_AUTH``, or Flower's own ``basic_auth``) or Flower's OAuth (``auth``).
+(``--address=``, ``-address=``, ``---address=``, the last of several; ``--address X`` is refused
+as Flower refuses it; ``FLOWER_ADDRESS`` and a config file lose to the command line, as in
+Flower), a TCP address that does not resolve to loopback only is refused (exit 2) unless Flower
+asks for credentials: basic auth (``SWARM_FLOWER_BASIC_AUTH``, or Flower's own ``basic_auth``) or
+Flower's OAuth (``auth``). A ``unix_socket`` is local.
 
 Flower executes ``./flowerconfig.py`` when it finds one in the working directory; ``swarm flower``
 reads a config file only when one is named (``-- --conf=FILE`` or ``FLOWER_CONF``).
