@@ -22,6 +22,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy swarm workers ceremonies
+	$(BIN)/lint-imports
 
 # The whole suite on two processes, then the ledger, beat and calendar tests again on the embedded
 # Redis 6.2 server (the oldest supported).
@@ -32,6 +33,7 @@ test: lint
 bench: install
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_workers.py
+	$(BIN)/python bench/bench_cli_startup.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

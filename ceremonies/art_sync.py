@@ -165,7 +165,7 @@ def team_sync(
 
 
 def compute(ledger: Ledger, calendar: Calendar, period: Period, now: datetime) -> ARTSyncReport:
-    s = ledger.settings
+    s = calendar.applied_to(ledger.settings)  # blocked after: the agreed iteration / 10 by default
     assert period.iteration is not None, "an ART Sync period is a slot of an iteration"
     iteration = calendar.iteration(period.pi, period.iteration)
     held = history.in_status(ledger, Status.CLAIMED, Status.IN_PROGRESS)

@@ -33,6 +33,7 @@ from redis.exceptions import LockError, RedisError
 from ceremonies import store
 from ceremonies.leadership import Leadership
 from ceremonies.registry import ceremony
+from ceremonies.schedule import beat_schedule
 from swarm.calendar import Calendar
 from swarm.celery_app import CEREMONY_TASK, REAP_TASK
 from swarm.connection import CONNECTION_ERRORS
@@ -60,6 +61,8 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
     _ledger: Ledger | None = None
     _leadership: Leadership | None = None
     _newly_leading = True  # the schedule is checked (stored again if lost) when a beat starts to lead
+    _calendar: Calendar | None = None  # the agreed calendar the schedule was set up for
+    _calendar_changed = False  # `swarm calendar set` changed it: the schedule is set up again
 
     @property
     def ledger(self) -> Ledger:
@@ -92,6 +95,9 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
             if self._newly_leading:
                 self._restore_schedule()
                 self._newly_leading = False
+            elif self._calendar_changed:
+                log.info("beat_calendar_changed", detail="the schedule follows the changed calendar")
+                self.setup_schedule()
             remaining: float = super().tick(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
             log.warning("beat_redis_unavailable", reason=_first_line(exc))
@@ -117,11 +123,17 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         super().close()
 
     def setup_schedule(self) -> None:
-        super().setup_schedule()
+        """RedBeat's, on the schedule of the agreed calendar: the ceremonies' check interval
+        (``calendar_tick``, by default iteration / 20) follows the calendar stored in Redis, not
+        this process's own settings."""
         try:  # the calendar starts when the swarm first runs, not at the first ceremony's tick
-            Calendar.load(self.ledger)
+            calendar = Calendar.load(self.ledger)
         except SwarmError as exc:
             log.warning("calendar_not_started", reason=str(exc))
+        else:
+            self.app.conf.beat_schedule = beat_schedule(calendar.applied_to(self.ledger.settings))
+            self._calendar, self._calendar_changed = calendar, False
+        super().setup_schedule()
 
     def _restore_schedule(self) -> None:
         """A Redis that lost its data (no persistence) lost RedBeat's entries too: store them again,
@@ -157,6 +169,8 @@ class SwarmScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat has no 
         try:
             chosen = ceremony(name)
             calendar = Calendar.load(self.ledger)
+            if calendar != self._calendar:
+                self._calendar_changed = True  # the next tick sets the schedule up again
             period = chosen.due(calendar, self.ledger.server_time())
             if period is None:
                 return []

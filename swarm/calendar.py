@@ -1,9 +1,9 @@
 """The swarm's calendar (SPEC §8): PIs of N iterations, from one epoch every host agrees on.
 
-The epoch is ``calendar_start`` when set; otherwise the first user of a ledger's calendar
-stores the Redis server's clock with ``SET NX``, and every later reader gets that value. Any
-instant (an item's times, an event's) is placed in its PI and iteration by arithmetic alone.
-Times before the epoch belong to the first iteration.
+The calendar's settings and epoch are agreed through Redis (``swarm.calendar_store``): the first
+process to use a ledger's calendar stores them, and every process after it, on any host, places
+instants on the stored calendar. Any instant (an item's times, an event's) is placed in its PI
+and iteration by arithmetic alone. Times before the epoch belong to the first iteration.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from swarm.calendar_store import StoredCalendar, agree
+from swarm.calendar_store import utc as _utc
 from swarm.errors import BadInput
 from swarm.ledger import Ledger
 from swarm.settings import Settings
@@ -71,18 +73,31 @@ class Calendar:
     sync_every_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, epoch: datetime) -> Calendar:
+    def of(cls, stored: StoredCalendar) -> Calendar:
         return cls(
-            epoch=_utc(epoch),
-            iteration_seconds=settings.iteration_length,
-            iterations_per_pi=settings.pi_iterations,
-            sync_every_seconds=settings.art_sync_every,
+            epoch=_utc(stored.epoch),
+            iteration_seconds=stored.iteration_length,
+            iterations_per_pi=stored.pi_iterations,
+            sync_every_seconds=stored.art_sync_every,
         )
 
     @classmethod
     def load(cls, ledger: Ledger) -> Calendar:
-        """The ledger's calendar; its first user fixes the epoch for every host."""
-        return cls.from_settings(ledger.settings, epoch_of(ledger))
+        """The ledger's agreed calendar: the one stored in Redis, which its first user stored from
+        its own settings; a process whose settings differ says so once, and uses the stored one."""
+        return cls.of(agree(ledger).stored)
+
+    def applied_to(self, settings: Settings) -> Settings:
+        """``settings`` with this calendar's values, so that what derives from them (beat's
+        ``calendar_tick_seconds``, ART Sync's ``blocked_after_seconds``) follows it too."""
+        return settings.model_copy(
+            update={
+                "calendar_start": self.epoch,
+                "iteration_length": self.iteration_seconds,
+                "pi_iterations": self.iterations_per_pi,
+                "art_sync_every": self.sync_every_seconds,
+            }
+        )
 
     # -- placing instants -------------------------------------------------------------------
 
@@ -214,27 +229,6 @@ def period_key(key: str) -> str:
     pi, iteration, slot = period_numbers(key)
     parts = [f"PI{pi}", *([f"I{iteration}"] if iteration else []), *([f"S{slot}"] if slot else [])]
     return ".".join(parts)
-
-
-def epoch_of(ledger: Ledger) -> datetime:
-    """``calendar_start``, or the epoch stored in the ledger (stored now if there is none)."""
-    if ledger.settings.calendar_start is not None:
-        return _utc(ledger.settings.calendar_start)
-    key = ledger.keys.calendar_epoch
-    stored: str | None = ledger.read(ledger.client.get, key)  # one round trip once it is set
-    if stored is None:
-        now = ledger.server_time().isoformat()
-        # SET NX, then GET, in one MULTI: the epoch this user stored, or the one a concurrent
-        # first user stored. (SET NX GET would be one command, but only from Redis 7.0.)
-        pipe = ledger.client.pipeline(transaction=True)
-        pipe.set(key, now, nx=True)
-        pipe.get(key)
-        stored = ledger.read(pipe.execute)[1] or now
-    return _utc(datetime.fromisoformat(stored))
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _positive(number: int, what: str) -> None:

@@ -7,14 +7,14 @@ from types import TracebackType
 from typing import Any
 
 from swarm import tracing
+from swarm.dispatch import Dispatcher
 from swarm.embedded import RedisTarget, resolve_redis
 from swarm.errors import BadInput
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 from swarm.settings import Settings, get_settings
-from workers.dispatch import Dispatcher
-from workers.submission import submit_work
+from swarm.submission import submit_work
 
 
 class Swarm:

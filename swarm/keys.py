@@ -124,8 +124,17 @@ class Keys:
     # -- the calendar, beat and ceremonies (not script keys) ------------------------------------
 
     @property
+    def calendar(self) -> str:
+        """Hash: the calendar every process uses (``swarm/calendar_store.py``): ``epoch`` (ISO 8601,
+        UTC), ``iteration_length`` and ``art_sync_every`` (seconds), ``pi_iterations``, and where it
+        came from (``epoch_from``, ``stored_at``, ``stored_by``, ``version``). Its first user stores
+        it (HSETNX per field, in one MULTI); ``swarm calendar set`` changes it."""
+        return f"{self.tag}:calendar"
+
+    @property
     def calendar_epoch(self) -> str:
-        """String: when PI 1 began (ISO 8601, UTC), set once (SET NX) by the calendar's first user."""
+        """String: the epoch an earlier version stored (ISO 8601, UTC); read once, when the
+        calendar is first stored in ``calendar``, so that upgrading keeps the periods in place."""
         return f"{self.tag}:calendar:epoch"
 
     @property

@@ -33,8 +33,8 @@ Gauges are read from the registries at scrape time: team velocity in the current
 (points of workflow ends completed in it, as the ledger counts velocity), live agents per role,
 queue depth per role, items per status, expired leases and dead items.
 
-A scrape is two pipelined round trips (plus one read of the calendar's epoch, once per
-collector). Exposed names:
+A scrape is two pipelined round trips, plus one read of the calendar (``swarm calendar set``
+may change it while a collector runs). Exposed names:
 
 - ``swarm_items_claimed_total{role,team}``, ``swarm_items_completed_total{role,team}``,
   ``swarm_items_failed_total{role,team}``, ``swarm_messages_redelivered_total{role}``,
@@ -197,20 +197,13 @@ class LedgerSnapshot:
 
 
 class LedgerReader:
-    """Reads ``LedgerSnapshot``s of one ledger; keeps the calendar once it has read it."""
+    """Reads ``LedgerSnapshot``s of one ledger, each on the calendar agreed at that moment."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._calendar: Calendar | None = None
-
-    @property
-    def calendar(self) -> Calendar:
-        if self._calendar is None:
-            self._calendar = Calendar.load(self.ledger)
-        return self._calendar
 
     def snapshot(self) -> LedgerSnapshot:
-        ledger, keys, calendar = self.ledger, self.ledger.keys, self.calendar
+        ledger, keys, calendar = self.ledger, self.ledger.keys, Calendar.load(self.ledger)
         local_now = datetime.now(UTC)
         low = calendar.current_iteration(local_now - timedelta(seconds=VELOCITY_WINDOW_SLACK_S)).start
         pipe = ledger.client.pipeline(transaction=False)

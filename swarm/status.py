@@ -79,7 +79,7 @@ def _state(agent_status: AgentStatus, live: bool) -> str:
 
 
 class StatusReader:
-    """Builds ``StatusReport``s of one ledger (the calendar is read once)."""
+    """Builds ``StatusReport``s of one ledger, each on the calendar agreed at that moment."""
 
     def __init__(self, ledger: Ledger, *, events: int = RECENT_EVENTS) -> None:
         self.ledger = ledger

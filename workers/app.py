@@ -43,10 +43,10 @@ from celery.signals import (
 )
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from ceremonies.tasks import register as register_leader_tasks
 from swarm import tracing
 from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
+from swarm.dispatch import send
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
@@ -54,22 +54,25 @@ from swarm.ledger import Ledger
 from swarm.logs import celery_setup_logging, configure_logging, resolve_format
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
-from workers.dispatch import send
+from swarm.workflows import load_workflows
 from workers.execute import execute
 from workers.guard import install as install_poison_guard
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import UpkeepThread
 from workers.shutdown import GraceTimer
-from workers.workflows import load_workflows
 
 REDIS_OUTAGE_PATIENCE_S = 120.0  # how long a delivered task waits for Redis to come back
 REDIS_RETRY_PAUSE_S = 1.0  # between its tries meanwhile
 SERVICE_NAME = "swarm-worker"  # OTEL_SERVICE_NAME's default
+# The leader's tasks (ceremonies, improvement cycles, the reaper) live in the layer above, which
+# registers them on this app: Celery imports these modules when a worker (or beat) starts.
+LEADER_TASK_MODULES = ("ceremonies.worker_tasks",)
 
 configure_logging()
 settings = get_settings()
 broker_url = settings.redis_url or LOCAL_REDIS_URL
 app: Celery = create_app(settings, broker_url)
+app.conf.imports = LEADER_TASK_MODULES
 install_poison_guard(app, lambda: Ledger.from_url(broker_url, settings))  # workers/guard.py
 import_handler_modules(settings.handler_module_names)
 workflows = load_workflows(settings.workflows_file)
@@ -112,7 +115,10 @@ def _process_ledger(pid: int) -> Ledger:
     return Ledger.from_url(broker_url, settings)
 
 
-register_leader_tasks(app, lambda: _process_ledger(os.getpid()))
+def process_ledger() -> Ledger:
+    """The calling process's ledger (a prefork child's own, after the fork)."""
+    return _process_ledger(os.getpid())
+
 
 _agents: dict[tuple[int, Role], str] = {}  # this process's registered agent per role
 _agents_lock = threading.Lock()  # pool threads may start their first task at the same time

@@ -35,11 +35,11 @@ from swarm.errors import (
 )
 from swarm.ledger import Dispatch, Handoff, Ledger
 from swarm.models import Role, Status, WorkItem
+from swarm.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 from workers.context import HandlerContext
 from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper, tuning
 from workers.outage import OutageOutlastedLease, within_lease
-from workers.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
 BACKOFF_CAP_S = 300.0  # never wait longer than 5 minutes between tries

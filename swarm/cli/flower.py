@@ -74,7 +74,7 @@ def flower_options(argv: Sequence[str]) -> Any:
     environment, its config file and ``argv`` (``flower.command.apply_env_options`` and
     ``apply_options``), into this process's ``tornado.options``, which Flower parses again the
     same way when it starts. A value Flower would refuse is bad input."""
-    from flower import command  # type: ignore[import-untyped]  # noqa: PLC0415 - only for this command
+    from flower import command  # type: ignore[import-untyped]
 
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
@@ -134,15 +134,15 @@ def flower(
     """
 
     def body() -> None:
-        from swarm.celery_app import create_app  # noqa: PLC0415 - Celery loads only for this command
-        from swarm.cli.celery_command import run_celery  # noqa: PLC0415
-        from swarm.embedded import resolve_redis  # noqa: PLC0415
+        from swarm.celery_app import create_app
+        from swarm.cli.celery_command import run_celery
+        from swarm.embedded import resolve_redis
 
         settings = load_settings()
         argv, env = flower_argv(settings, port, address, list(flower_args or []))
         with resolve_redis(settings.redis_url) as target:
             if target.embedded:
-                err.print(
+                err().print(
                     f"note: REDIS_URL is not set; Flower watches an embedded Redis ({target.kind}) "
                     "that no worker shares. Set REDIS_URL to the swarm's Redis.",
                     style="yellow",

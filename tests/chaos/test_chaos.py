@@ -29,7 +29,7 @@ from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.metrics import LedgerCounters
 from swarm.models import Role, Status
-from workers.workflows import load_workflows
+from swarm.workflows import load_workflows
 
 from ..integration.polling import wait_until
 from ..integration.workers_harness import PrivateRedis, private_redis

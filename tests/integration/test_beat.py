@@ -7,6 +7,7 @@ per period, with no period missed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import pytest
 from ceremonies import store
 from ceremonies.registry import ceremonies
 from swarm.calendar import Calendar
+from swarm.calendar_store import change, read
 from swarm.ledger import Ledger
 from swarm.settings import Settings
 
@@ -87,14 +89,17 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
         calendar_start=start,
     )
     ledger = Ledger(ledger.client, settings)
-    calendar = Calendar.load(ledger)
+    calendar = Calendar.load(ledger)  # the calendar's first user: every process uses this one
+    # The worker and the beats start with another calendar in their environment (a stale shell):
+    # they follow the stored one, and say so.
+    stale = {**env, "SWARM_ITERATION_LENGTH": "1h", "SWARM_PI_ITERATIONS": "5"}
     known = ceremonies()
     worker_log = tmp_path / "worker.log"
     logs = {"a": tmp_path / "beat-a.log", "b": tmp_path / "beat-b.log"}
     with (
-        running_worker(redis_url, prefix, "developer", worker_log, "-c", "2", env=env),
-        running_beat(redis_url, prefix, logs["a"], env=env) as beat_a,
-        running_beat(redis_url, prefix, logs["b"], env=env) as beat_b,
+        running_worker(redis_url, prefix, "developer", worker_log, "-c", "2", env=stale),
+        running_beat(redis_url, prefix, logs["a"], env=stale) as beat_a,
+        running_beat(redis_url, prefix, logs["b"], env=stale) as beat_b,
     ):
         wait_until(lambda: leader_pid(ledger) in (beat_a.pid, beat_b.pid), "one beat to lead")
         leader = beat_a if leader_pid(ledger) == beat_a.pid else beat_b
@@ -128,6 +133,8 @@ def test_two_beats_run_each_ceremony_once_per_period_and_the_survivor_takes_over
     for name, periods in wanted.items():
         stored = set(store.periods(known[name], ledger))
         assert periods <= stored, f"{name}: missing {sorted(periods - stored)}"
+    for log in (worker_log, *logs.values()):
+        assert "calendar_settings_differ" in log.read_text(errors="replace"), log.name
     outcomes = ceremony_outcomes(worker_log)
     runs = Counter(outcomes)
     assert all(" reported " in o and "already" not in o for o in outcomes), outcomes
@@ -161,3 +168,36 @@ def test_beat_stores_its_schedule_again_after_redis_lost_its_data(
             lambda: ledger.get(item.id).attempts == 1, "the restored reaper to reap the expired lease", 15
         )
     assert ledger.get(item.id).agent_id is None
+
+
+def check_interval(ledger: Ledger, entry: str) -> float | None:
+    """How often beat's stored schedule runs ``entry`` (RedBeat's entry in Redis), in seconds."""
+    raw = ledger.client.hget(ledger.keys.redbeat_prefix + entry, "definition")
+    return float(json.loads(raw)["schedule"]["every"]) if raw else None
+
+
+def test_beat_checks_on_the_agreed_calendar_and_follows_a_change(
+    redis_url: str, prefix: str, tmp_path: Path, ledger: Ledger
+) -> None:
+    """Beat's ceremony checks run every iteration / 20 of the stored calendar, not of beat's own
+    environment, and follow ``swarm calendar set`` without a restart."""
+    agreed = Ledger(ledger.client, ledger.settings.model_copy(update={"iteration_length": 20.0}))
+    Calendar.load(agreed)  # the first user: 20 s iterations, so a check every second
+    env = {"SWARM_ITERATION_LENGTH": "2w", "SWARM_BEAT_MAX_INTERVAL": "0.5s", "SWARM_IMPROVE_EVERY": "1h"}
+    log = tmp_path / "beat.log"
+    with running_beat(redis_url, prefix, log, env=env):
+        wait_until(
+            lambda: check_interval(ledger, "art-sync") == 1.0, "beat's schedule on the stored calendar"
+        )
+        stored = read(ledger)
+        assert stored is not None
+        change(ledger, stored, {"iteration_length": 40.0})
+        wait_until(
+            lambda: check_interval(ledger, "art-sync") == 2.0,
+            "beat's schedule to follow the changed calendar",
+            15,
+            explain=lambda: log.read_text(errors="replace"),
+        )
+    text = log.read_text(errors="replace")
+    assert "calendar_settings_differ" in text
+    assert "beat_calendar_changed" in text

@@ -113,7 +113,7 @@ def test_a_bad_period_is_exit_2(env: dict[str, str]) -> None:
 def test_system_demo_now_in_the_first_iteration_is_exit_2(env: dict[str, str], ledger: Ledger) -> None:
     done = swarm(env, "system-demo", "--now")
     assert done.returncode == 2
-    stored = ledger.client.get(ledger.keys.calendar_epoch)  # the command stored it
+    stored = ledger.client.hget(ledger.keys.calendar, "epoch")  # the command stored it
     assert isinstance(stored, str)
     epoch = datetime.fromisoformat(stored)
     first = (epoch + timedelta(hours=1)).isoformat(timespec="seconds")  # the end of PI1.I1

@@ -9,10 +9,10 @@ import pytest
 from swarm.errors import BadInput
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
+from swarm.workflows import Workflow, load_workflows
 from workers.context import HandlerContext
 from workers.execute import Outcome, execute
 from workers.handlers import HandlerRegistry
-from workers.workflows import Workflow, load_workflows
 
 pytestmark = pytest.mark.integration
 

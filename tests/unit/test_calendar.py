@@ -1,4 +1,5 @@
-"""The calendar (swarm/calendar.py): placing instants, periods, boundaries and the shared epoch.
+"""The calendar (swarm/calendar.py): placing instants, periods, boundaries and the shared epoch
+(tests/unit/test_calendar_store.py covers how its settings are agreed).
 
 The calendar used throughout: epoch E, iterations of 100 s, 3 per PI (a PI is 300 s), and an ART
 Sync every 30 s, i.e. ceil(100 / 30) = 4 slots of 25 s per iteration.
@@ -14,7 +15,6 @@ import pytest
 
 from swarm.calendar import Cadence, Calendar, Placement
 from swarm.ledger import Ledger
-from swarm.settings import Settings
 
 E = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -144,15 +144,10 @@ def test_parse_refuses_what_is_not_a_key(cal: Calendar, key: str) -> None:
         cal.parse(key)
 
 
-def test_from_settings_reads_lengths_as_durations() -> None:
-    settings = Settings(key_prefix="cal", iteration_length="100s", pi_iterations=3, art_sync_every="30s")
-    assert Calendar.from_settings(settings, E) == Calendar(E, 100.0, 3, 30.0)
-
-
 def test_load_uses_calendar_start_when_set(fake_ledger: Ledger) -> None:
     settings = fake_ledger.settings.model_copy(update={"calendar_start": at(-7)})
     assert Calendar.load(Ledger(fake_ledger.client, settings)).epoch == at(-7)
-    assert not fake_ledger.client.exists(fake_ledger.keys.calendar_epoch)  # nothing stored
+    assert Calendar.load(fake_ledger).epoch == at(-7)  # stored: a process without it agrees
 
 
 def test_the_stored_epoch_is_shared(fake_ledger: Ledger) -> None:

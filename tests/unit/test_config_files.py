@@ -20,7 +20,7 @@ from swarm.config_files import locate
 from swarm.errors import BadInput
 from swarm.models import Role
 from swarm.settings import Settings
-from workers.workflows import WORKFLOWS_FILE, load_workflows, read_workflows, workflow_start
+from swarm.workflows import WORKFLOWS_FILE, load_workflows, read_workflows, workflow_start
 
 TEMPLATE = Path(__file__).parents[2] / "config" / "swarm.toml"
 INTERNAL_SETTINGS = {"worker_role"}  # set by `swarm worker --role` for its own processes, not by users

@@ -18,13 +18,13 @@ from ledger_helpers import expire_lease
 from swarm.errors import LeaseLost, RedisUnavailable, SwarmError
 from swarm.ledger import Ledger
 from swarm.models import EventKind, Role, Status, WorkItem
+from swarm.workflows import load_workflows
 from tests.integration.polling import wait_until
 from workers.context import HandlerContext
 from workers.execute import Outcome, execute
 from workers.handlers import HandlerRegistry, TransientError
 from workers.lease import LeaseKeeper
 from workers.outage import LeaseClock, OutageOutlastedLease, within_lease
-from workers.workflows import load_workflows
 
 A, B = "agent-a", "agent-b"
 UNREACHABLE = "unreachable"  # the command never reached Redis

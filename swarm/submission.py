@@ -8,7 +8,7 @@ from typing import Any
 from swarm import tracing
 from swarm.ledger import Ledger
 from swarm.models import Priority, Role, WorkItem
-from workers.workflows import workflow_start
+from swarm.workflows import workflow_start
 
 
 def submit_work(
