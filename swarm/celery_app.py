@@ -1,5 +1,9 @@
 """The Celery app factory: one app per settings, the same transport options for producers and workers.
 
+Each key prefix is a namespace of its own on the broker too: kombu prefixes every Redis key and
+channel it uses with ``Keys.broker_prefix`` (``global_keyprefix``), and task events and remote
+control use exchanges named after the prefix.
+
 Work is routed to one queue per role and priority (``<prefix>.<role>.<priority>``). A worker
 consumes its role's queues with kombu's ``priority`` queue order, so its BRPOP always looks at
 ``critical`` first: Celery's own Redis priority emulation is unreliable (celery issue 8967).
@@ -10,6 +14,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from swarm.keys import Keys
 from swarm.models import Priority, Role
 from swarm.settings import Settings
 
@@ -40,8 +45,18 @@ def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
+def events_exchange(settings: Settings) -> str:
+    """The namespace's event exchange (Celery's ``event_exchange``): workers send their heartbeats
+    and task events on it, and Flower and ``celery events`` on the swarm's app listen to it."""
+    return f"{settings.key_prefix}.events"
+
+
 def broker_transport_options(settings: Settings) -> dict[str, object]:
     return {
+        # Every key and channel kombu names starts with the namespace's own prefix (its queue
+        # lists, its ``unacked`` hash, its bindings, its event and remote-control channels), so
+        # two namespaces on one Redis database never restore, consume or watch each other's.
+        "global_keyprefix": Keys(settings.key_prefix).broker_prefix,
         "visibility_timeout": settings.visibility_timeout_seconds,
         "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
         "unacked_restore_throttle": UNACKED_RESTORE_THROTTLE,
@@ -85,5 +100,6 @@ def create_app(settings: Settings, broker_url: str) -> Celery:
         # Remote control (inspect, pool_grow, ...) per namespace: two swarms sharing a Redis
         # (and node names like qa@host) never receive each other's commands.
         control_exchange=f"{settings.key_prefix}.control",
+        event_exchange=events_exchange(settings),
     )
     return app

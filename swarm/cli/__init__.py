@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -131,10 +133,25 @@ app = typer.Typer(
 
 
 @app.callback()
-def _logging(ctx: typer.Context) -> None:
-    """Before any other command: the garbage collector back on, and structlog through stdlib
+def _logging(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="A settings file (TOML) to read, as SWARM_CONFIG names one; none is read unless named.",
+    ),
+) -> None:
+    """Before any other command: the settings file named, if any (for this command and the
+    processes it starts); then the garbage collector back on, and structlog through stdlib
     logging, so log lines never reach stdout (which ``--json`` keeps for its one object) and
     warnings go to stderr."""
+    if config is not None:
+        from swarm.settings import CONFIG_ENV, get_settings
+
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        get_settings.cache_clear()
     if ctx.invoked_subcommand in LEDGER_COMMANDS:
         return
     gc.enable()

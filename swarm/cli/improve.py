@@ -7,11 +7,9 @@ control (pool sizes, rate limits) needs a Celery app on the ledger's Redis.
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run
+from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_model, run, write_json
 
 LISTED_CYCLES = 10  # past cycles listed after a run (and by --list)
 
@@ -32,7 +30,7 @@ def improve(
             if list_only:
                 cycles = past_cycles(ledger, LISTED_CYCLES)
                 if as_json:
-                    sys.stdout.write("[" + ",".join(c.model_dump_json() for c in cycles) + "]\n")
+                    write_json("[" + ",".join(c.model_dump_json() for c in cycles) + "]")
                 else:
                     out().print(history_table(cycles))
                 return

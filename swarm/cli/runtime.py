@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 from swarm.errors import BadInput, ClaimConflict, NotOwner, RedisUnavailable, SwarmError
+from swarm.terminal import terminal_safe
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -30,21 +32,29 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _console(**options: Any) -> Console:
+    """A Rich console whose output never carries a raw control character: whatever is printed
+    has them escaped (``render.EscapeControls``)."""
+    from rich.console import Console
+
+    from swarm.cli.render import EscapeControls
+
+    console = Console(**options)
+    console.push_render_hook(EscapeControls())
+    return console
+
+
 @cache
 def out() -> Console:
     """The console on standard output, made on first use: a command that prints JSON, or one
     plain line, never imports Rich."""
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    return _console(highlight=False, soft_wrap=True)
 
 
 @cache
 def err() -> Console:
     """The console on standard error, made on first use."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console(stderr=True, highlight=False, soft_wrap=True)
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -98,16 +108,28 @@ def _announce(target: RedisTarget) -> None:
 
 
 def print_line(text: str) -> None:
-    """One line of plain text on stdout, as is (no Rich: a one-line reply need not import it)."""
-    sys.stdout.write(text + "\n")
+    """One line of plain text on stdout (no Rich: a one-line reply need not import it), its
+    control characters escaped (``swarm.terminal``)."""
+    sys.stdout.write(terminal_safe(text) + "\n")
+
+
+# Characters JSON may leave raw that a terminal would act on or reorder: DEL, the C1 controls,
+# the bidirectional overrides and isolates (JSON itself escapes U+0000-U+001F).
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def write_json(text: str) -> None:
+    """One JSON document on a line of stdout, with the characters ``_RAW_IN_JSON`` names written
+    as ``\\uXXXX`` escapes (they occur only inside strings: the same JSON value)."""
+    sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    write_json(json.dumps(value, ensure_ascii=False))
 
 
 def print_model(model: BaseModel) -> None:
-    sys.stdout.write(model.model_dump_json() + "\n")
+    write_json(model.model_dump_json())
 
 
 def fail(exc: SwarmError, as_json: bool) -> NoReturn:
@@ -119,7 +141,7 @@ def fail(exc: SwarmError, as_json: bool) -> NoReturn:
             body["holder"] = exc.holder
         print_json(body)
     else:
-        err().print(f"error: {message}", markup=False)
+        err().print(f"error: {terminal_safe(message)}", markup=False)
     raise typer.Exit(exc.exit_code)
 
 

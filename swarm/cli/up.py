@@ -128,6 +128,10 @@ def up(
         chosen = parse_roles(roles)
         settings = load_settings()
         check_files(settings, beat)
+        if flower:  # Flower's options (e.g. FLOWER_ADDRESS) are refused now, not by a child restarted forever
+            from swarm.cli.flower import flower_argv
+
+            flower_argv(settings, flower_port, None, [])
         with swarm_redis(settings) as target, sigterm_as_interrupt():
             env = fleet_env(target, handlers, settings)
             if not env["SWARM_HANDLER_MODULES"]:

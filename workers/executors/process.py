@@ -8,6 +8,9 @@ group (SIGTERM, then SIGKILL after ``TERM_GRACE_S``) and raises ``TransientError
 child exits, anything it left running in its group is killed too: nothing an item started
 outlives it.
 
+The child inherits the worker's environment without the swarm's secrets
+(``workers.executors.environment``), plus what its executor adds.
+
 A child that cannot be started at all (not found, not executable, a bad ``cwd``) raises
 ``PermanentError``: no retry will make it exist.
 """
@@ -29,6 +32,7 @@ from typing import IO
 import structlog
 
 from workers.context import HandlerContext
+from workers.executors.environment import child_environment
 from workers.handlers import PermanentError, TransientError
 
 POLL_INTERVAL_S = 0.2  # how often a running child's item is checked for a cancel or a lost lease
@@ -91,11 +95,13 @@ def run(
     stdout_limit: int,
     stderr_limit: int,
 ) -> Completed:
-    """Runs ``argv`` to its exit; ``what`` names it in errors (e.g. ``"claude"``)."""
+    """Runs ``argv`` to its exit; ``what`` names it in errors (e.g. ``"claude"``). The child
+    inherits the worker's environment without the swarm's secrets, plus ``env``
+    (``workers.executors.environment``)."""
     stopped = _stop_reason(ctx)
     if stopped:
         raise TransientError(f"{what} not started: {stopped}")
-    proc = _start(argv, what, stdin, cwd, env)
+    proc = _start(argv, what, stdin, cwd, child_environment(env))
     out, err = Tail(stdout_limit), Tail(stderr_limit)
     pumps = [_pump(proc.stdout, out, "stdout"), _pump(proc.stderr, err, "stderr")]
     started = time.monotonic()
