@@ -113,7 +113,7 @@ class SwarmGroup(TyperGroup):
         super().__init__(**attrs)
         self.commands = _Commands()
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+    def list_commands(self, ctx: Any) -> list[str]:  # ctx: Typer's own click Context
         return list(self.commands)
 
 
