@@ -62,7 +62,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
 # tests/integration/test_cli_imports.py checks that they do not import it), so Python's defaults
 # already keep their warnings on stderr: they skip importing and configuring structlog. And they
 # run with the cyclic garbage collector off (a process that ends at once needs it for nothing;
-# `events --follow` turns it back on), which spares them its passes over the modules they import.
+# `events --follow` turns it back on), which spares them its passes over the modules they import,
+# at start-up and at exit (main).
 LEDGER_COMMANDS = frozenset(
     {
         "claim", "progress", "complete", "fail", "release", "heartbeat", "cancel", "show", "list",
@@ -117,7 +118,7 @@ class SwarmGroup(TyperGroup):
         super().__init__(**attrs)
         self.commands = _Commands()
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+    def list_commands(self, ctx: Any) -> list[str]:  # ctx: Typer's own click Context
         return list(self.commands)
 
 
@@ -163,4 +164,11 @@ def _logging(
 def main() -> None:
     """The ``swarm`` command; the collector stays off while it starts (see LEDGER_COMMANDS)."""
     gc.disable()
-    app()
+    try:
+        app()
+    finally:
+        if not gc.isenabled():  # a ledger command (or --help): the process ends now
+            # Frozen objects are left out of the full collection the interpreter makes as it
+            # exits, a walk over everything the command imported that would free nothing the
+            # exit does not.
+            gc.freeze()

@@ -1,8 +1,9 @@
 """What every CLI command shares: settings, the Redis target, output and exit codes.
 
-Every command module is imported whenever ``swarm`` starts (``--help`` lists them all), so they
-import what they need when they run: Rich, the ledger and the settings are imported here on
-first use, and Celery, OpenTelemetry's SDK and the ceremonies only by the commands that use them.
+A command's module is imported when the command runs (``--help`` imports them all, to list them),
+and imports what the command needs inside it: Rich, the settings and the ledger are imported
+here on first use, Celery, OpenTelemetry's SDK, the workers and the ceremonies only by the
+commands that use them.
 """
 
 from __future__ import annotations

@@ -104,3 +104,9 @@ def test_a_ledger_command_imports_neither_celery_tracing_nor_the_upper_layers(
     assert "swarm.ledger" in report["modules"]  # it did run against the ledger
     after = ledger.get(held.id if command != "claim" else pending.id)
     assert after.agent_id == AGENT
+
+
+def test_a_submit_that_sends_no_message_imports_no_celery(env: dict[str, str], tmp_path: Path) -> None:
+    """Celery loads with the first message sent (swarm/dispatch.py); --claim sends none."""
+    report = run_cli(["submit", "feature", "claimed at once", "--claim"], env, tmp_path)
+    assert loaded(report["modules"], ("celery", "kombu", "swarm.celery_app")) == []
