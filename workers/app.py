@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+import structlog
 from celery import Celery
 from celery.signals import (
     celeryd_after_setup,
@@ -34,6 +35,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    task_revoked,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -46,20 +48,22 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from swarm import tracing
 from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
-from swarm.dispatch import send
+from swarm.dispatch import enqueue, send
 from swarm.embedded import LOCAL_REDIS_URL
-from swarm.errors import RedisUnavailable, SwarmError
+from swarm.errors import InvalidTransition, NotFound, RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
 from swarm.logs import celery_setup_logging, configure_logging, resolve_format
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from swarm.workflows import load_workflows
-from workers.execute import execute
+from workers import serving
+from workers.execute import execute, no_handler
 from workers.guard import install as install_poison_guard
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import UpkeepThread
 from workers.shutdown import GraceTimer
+from workers.task_states import ItemFailed, task_result
 
 REDIS_OUTAGE_PATIENCE_S = 120.0  # how long a delivered task waits for Redis to come back
 REDIS_RETRY_PAUSE_S = 1.0  # between its tries meanwhile
@@ -67,6 +71,8 @@ SERVICE_NAME = "swarm-worker"  # OTEL_SERVICE_NAME's default
 # The leader's tasks (ceremonies, improvement cycles, the reaper) live in the layer above, which
 # registers them on this app: Celery imports these modules when a worker (or beat) starts.
 LEADER_TASK_MODULES = ("ceremonies.worker_tasks",)
+
+log = structlog.get_logger("swarm.worker")
 
 configure_logging()
 settings = get_settings()
@@ -91,6 +97,13 @@ def _redirect_stdouts(**_: Any) -> None:
     """print() in a task becomes a log line, as Celery does when it sets up logging itself."""
     if app.conf.worker_redirect_stdouts:
         app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+
+@celeryd_after_setup.connect
+def _record_served_roles(instance: Any = None, **_: Any) -> None:
+    """The roles of the queues this worker consumes (after ``-Q``): the only ones it claims for."""
+    if instance is not None:
+        serving.record(settings, instance.app.amqp.queues.consume_from)
 
 
 @worker_init.connect
@@ -130,8 +143,9 @@ def _process_agent(pid: int, role: Role, node: str) -> str:
         if (pid, role) not in _agents:
             agent_id = new_agent_id()
             _process_ledger(pid).register_agent(
-                agent_id, role=role, host=socket.gethostname(), pid=pid, node=node
-            )
+                agent_id, role=role, host=socket.gethostname(), pid=pid, node=node,
+                handles=registry.types(role),
+            )  # fmt: skip
             _agents[(pid, role)] = agent_id
         return _agents[(pid, role)]
 
@@ -163,7 +177,8 @@ def _bind_item(task_id: str = "", task: Any = None, args: Any = None, **_: Any) 
     work_id, role = str(args[0]), str(args[2])
     known: dict[str, str] = {"work_id": work_id, "role": role}
     with contextlib.suppress(SwarmError, ValueError):
-        known["agent_id"] = _process_agent(os.getpid(), Role(role), task.request.hostname or "")
+        if serving.serves(Role(role)):  # no agent for a role this worker does not serve
+            known["agent_id"] = _process_agent(os.getpid(), Role(role), task.request.hostname or "")
     _log_context[task_id] = bind_contextvars(**known)
 
 
@@ -174,10 +189,21 @@ def _unbind_item(task_id: str = "", **_: Any) -> None:
         reset_contextvars(**tokens)
 
 
-@app.task(name=EXECUTE_TASK, ignore_result=True)
+@app.task(name=EXECUTE_TASK, ignore_result=True, throws=(ItemFailed,))
 def execute_item(work_id: str, work_type: str, role: str) -> str:
-    """Runs one work item: claim, handler, fenced outcome (a retry is sent after its backoff)."""
-    del work_type  # carried for Flower; the ledger's item is the truth
+    """Runs one work item: claim, handler, fenced outcome (a retry is sent after its backoff).
+
+    Its Celery state is the outcome's (``workers/task_states.py``). A message of a role this
+    worker does not serve goes on to that role's queue, and an item no handler here can run is
+    left for a worker that has one: neither is claimed, nor costs the item an attempt.
+    """
+    if not serving.serves(Role(role)):
+        app.send_task(EXECUTE_TASK, args=[work_id, work_type, role])  # the router: its role's queue
+        return f"left: this worker does not serve role {role}; re-sent to its queue"
+    handles = registry.types(Role(role))
+    if not handles:
+        no_handler(work_type, role)
+        return f"left: no handler for role {role} here; {work_id} is left for a worker that has one"
     pid = os.getpid()
     ledger = _process_ledger(pid)
     agent_id = _process_agent(pid, Role(role), execute_item.request.hostname or "")
@@ -189,7 +215,7 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
         try:
             run = execute(
                 ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role,
-                delivery_id=delivery_id,
+                delivery_id=delivery_id, handles=handles,
             )  # fmt: skip
             break
         except RedisUnavailable:
@@ -201,7 +227,34 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
             time.sleep(REDIS_RETRY_PAUSE_S)
     if run.next_dispatch is not None:  # the workflow's next stage, created with this completion
         send(app, ledger, run.next_dispatch)
-    return run.outcome.value
+    if run.redirect is not None:  # a message of another role's item: to that role's queue
+        enqueue(app, settings, run.redirect)
+    return task_result(run, execute_item.send_event)
+
+
+@task_revoked.connect
+def _cancel_revoked(sender: Any = None, request: Any = None, expired: bool = False, **_: Any) -> None:
+    """A swarm task revoked through Celery (``celery control revoke``) cancels the item its
+    arguments name, when a worker takes its message (or terminates it). An expired message is
+    no cancel: its item stays owed, and the ledger sends it another message."""
+    if getattr(sender, "name", None) != EXECUTE_TASK or request is None:
+        return
+    args = list(getattr(request, "args", None) or [])
+    if not args or not isinstance(args[0], str):
+        return
+    work_id, task_id = args[0], str(getattr(request, "id", "") or "")
+    if expired:
+        log.info("revoked_expired", work_id=work_id, task_id=task_id)
+        return
+    try:
+        item = _process_ledger(os.getpid()).cancel(work_id, reason=f"revoked: Celery task {task_id}")
+    except (InvalidTransition, NotFound) as exc:  # finished (or expired) already: nothing to cancel
+        log.info("revoked_nothing_to_cancel", work_id=work_id, task_id=task_id, reason=str(exc))
+        return
+    except SwarmError as exc:
+        log.warning("revoked_not_cancelled", work_id=work_id, task_id=task_id, reason=str(exc))
+        return
+    log.info("revoked_cancelled", work_id=work_id, task_id=task_id, status=item.status.value)
 
 
 _upkeep: list[UpkeepThread] = []
@@ -214,8 +267,8 @@ def _start_upkeep(sender: Any = None, **_: Any) -> None:
     ledger = _process_ledger(pid)  # thread-safe: one pool per process
     with contextlib.suppress(SwarmError):  # the calendar starts when the swarm first runs
         Calendar.load(ledger)
-    if settings.worker_role is not None:  # registered now, so an idle worker shows up as alive
-        _process_agent(pid, settings.worker_role, str(getattr(sender, "hostname", "") or ""))
+    for role in sorted(serving.served()):  # registered now, so an idle worker shows up as alive
+        _process_agent(pid, role, str(getattr(sender, "hostname", "") or ""))
     upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch), lambda: _agents_of(pid))
     upkeep.start()
     _upkeep.append(upkeep)
