@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-import structlog
 from celery import Celery
 from celery.signals import (
     celeryd_after_setup,
@@ -50,7 +49,7 @@ from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.dispatch import enqueue, send
 from swarm.embedded import LOCAL_REDIS_URL
-from swarm.errors import InvalidTransition, NotFound, RedisUnavailable, SwarmError
+from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
 from swarm.ledger import Ledger
 from swarm.logs import celery_setup_logging, configure_logging, resolve_format
@@ -62,6 +61,7 @@ from workers.execute import execute, no_handler
 from workers.guard import install as install_poison_guard
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import UpkeepThread
+from workers.revokes import RunningRevokes, on_task_revoked
 from workers.shutdown import GraceTimer
 from workers.task_states import ItemFailed, task_result
 
@@ -71,8 +71,6 @@ SERVICE_NAME = "swarm-worker"  # OTEL_SERVICE_NAME's default
 # The leader's tasks (ceremonies, improvement cycles, the reaper) live in the layer above, which
 # registers them on this app: Celery imports these modules when a worker (or beat) starts.
 LEADER_TASK_MODULES = ("ceremonies.worker_tasks",)
-
-log = structlog.get_logger("swarm.worker")
 
 configure_logging()
 settings = get_settings()
@@ -232,29 +230,7 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
     return task_result(run, execute_item.send_event)
 
 
-@task_revoked.connect
-def _cancel_revoked(sender: Any = None, request: Any = None, expired: bool = False, **_: Any) -> None:
-    """A swarm task revoked through Celery (``celery control revoke``) cancels the item its
-    arguments name, when a worker takes its message (or terminates it). An expired message is
-    no cancel: its item stays owed, and the ledger sends it another message."""
-    if getattr(sender, "name", None) != EXECUTE_TASK or request is None:
-        return
-    args = list(getattr(request, "args", None) or [])
-    if not args or not isinstance(args[0], str):
-        return
-    work_id, task_id = args[0], str(getattr(request, "id", "") or "")
-    if expired:
-        log.info("revoked_expired", work_id=work_id, task_id=task_id)
-        return
-    try:
-        item = _process_ledger(os.getpid()).cancel(work_id, reason=f"revoked: Celery task {task_id}")
-    except (InvalidTransition, NotFound) as exc:  # finished (or expired) already: nothing to cancel
-        log.info("revoked_nothing_to_cancel", work_id=work_id, task_id=task_id, reason=str(exc))
-        return
-    except SwarmError as exc:
-        log.warning("revoked_not_cancelled", work_id=work_id, task_id=task_id, reason=str(exc))
-        return
-    log.info("revoked_cancelled", work_id=work_id, task_id=task_id, status=item.status.value)
+task_revoked.connect(on_task_revoked(EXECUTE_TASK, process_ledger), weak=False)  # revoke = cancel
 
 
 _upkeep: list[UpkeepThread] = []
@@ -269,7 +245,12 @@ def _start_upkeep(sender: Any = None, **_: Any) -> None:
         Calendar.load(ledger)
     for role in sorted(serving.served()):  # registered now, so an idle worker shows up as alive
         _process_agent(pid, role, str(getattr(sender, "hostname", "") or ""))
-    upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch), lambda: _agents_of(pid))
+    upkeep = UpkeepThread(
+        ledger,
+        lambda dispatch: send(app, ledger, dispatch),
+        lambda: _agents_of(pid),
+        also=RunningRevokes(ledger, EXECUTE_TASK),
+    )
     upkeep.start()
     _upkeep.append(upkeep)
 
