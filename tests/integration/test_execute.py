@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from swarm.ledger import Ledger
-from swarm.models import EventKind, Role, Status, WorkItem
+from swarm.ledger import Dispatch, Ledger
+from swarm.models import EventKind, Priority, Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.execute import Outcome, backoff_seconds, execute
 from workers.handlers import HandlerRegistry, PermanentError, TransientError
@@ -147,6 +147,14 @@ def test_an_item_without_a_handler_is_left_for_a_worker_that_has_one(ledger: Led
     assert (left.status, left.attempts, left.error) == (Status.PENDING, 0, None), "no attempt spent"
     later = execute(ledger, item.id, "dev-2", handlers=registry_with(lambda i, c: "done", "unheard_of"))
     assert later.outcome is Outcome.COMPLETED
+
+
+def test_a_message_naming_another_roles_item_is_handed_back_for_that_roles_queue(ledger: Ledger) -> None:
+    item = ledger.submit("review", "x", role="qa", priority="high")
+    run = execute(ledger, item.id, "dev-1", handlers=registry_with(lambda i, c: None), role="developer")
+    assert run.outcome is Outcome.LEFT
+    assert run.redirect == Dispatch(item.id, "review", Role.QA, Priority.HIGH)
+    assert [e.event for e in ledger.events(100) if e.work_id == item.id] == [EventKind.SUBMITTED]
 
 
 def test_a_queue_message_never_claims_what_its_worker_cannot_run(ledger: Ledger) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from swarm import Settings, Status, Swarm
+from swarm import Settings, Status, Swarm, deadletters
+from swarm.celery_app import create_app
 from swarm.embedded import free_port
 from swarm.models import EventKind, WorkItem
 
@@ -135,4 +136,21 @@ def test_flowers_task_states_agree_with_the_ledger_for_a_known_run(
             in (retry["exception"])
         )
         assert {t["result"] for t in tasks_of(port, done)} == {"'completed'"}
+        # Every state acknowledged its message (acks_late): none waits to be redelivered, and the
+        # poison guard took none of them for a bad message.
+        wait_until(lambda: unacked(client, settings) == 0, "every message to be acknowledged")
+        assert deadletters.unacknowledged(client.ledger) == 0
     client.close()
+
+
+def unacked(client: Swarm, settings: Settings) -> int:
+    """This namespace's messages delivered and not yet acknowledged (kombu's unacked hash, as the
+    workers see it; each entry is ``[message, exchange, routing key]``)."""
+    app = create_app(settings, client.target.url)
+    try:
+        with app.connection_for_write() as conn:
+            channel: Any = conn.default_channel
+            entries = channel.client.hvals(channel.unacked_key)
+    finally:
+        app.close()
+    return sum(1 for e in entries if str(json.loads(e)[2]).startswith(f"{settings.key_prefix}."))
