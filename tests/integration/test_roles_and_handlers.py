@@ -119,10 +119,11 @@ def test_a_worker_without_handlers_leaves_every_roles_items_untouched_and_says_s
     client.close()
 
 
-def test_swarm_worker_refuses_to_start_without_handler_modules(prefix: str) -> None:
+@pytest.mark.parametrize("command", [["worker", "--role", "qa"], ["up", "--no-beat"]])
+def test_swarm_worker_and_up_refuse_to_start_without_handler_modules(prefix: str, command: list[str]) -> None:
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "SWARM_KEY_PREFIX": prefix, **NO_HANDLERS}
     done = subprocess.run(
-        [sys.executable, "-m", "swarm", "worker", "--role", "qa"],
+        [sys.executable, "-m", "swarm", *command],
         env=env,
         capture_output=True,
         text=True,
