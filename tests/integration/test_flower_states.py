@@ -150,7 +150,8 @@ def unacked(client: Swarm, settings: Settings) -> int:
     try:
         with app.connection_for_write() as conn:
             channel: Any = conn.default_channel
-            entries = channel.client.hvals(channel.unacked_key)
+            # HVALS is not among the commands kombu prefixes with a global_keyprefix: prefix it here.
+            entries = channel.client.hvals(getattr(channel, "global_keyprefix", "") + channel.unacked_key)
     finally:
         app.close()
     return sum(1 for e in entries if str(json.loads(e)[2]).startswith(f"{settings.key_prefix}."))
