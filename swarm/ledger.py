@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from swarm import codec, tracing, validation
+from swarm import codec, validation
 from swarm.connection import CONNECTION_ERRORS, client_from_url, client_url, unavailable
 from swarm.deliveries import DISPATCH_BATCH, LedgerDeliveries
 from swarm.errors import SwarmError
@@ -117,6 +117,9 @@ class Ledger(LedgerDeliveries):
         With tracing on, it is written in a ``swarm.submit`` span (the caller's, if it opened
         one): the item's ``trace_id`` is that span's trace and its ``traceparent`` names the span.
         """
+        # Only submit opens a span: the commands that read, claim or complete never load tracing.
+        from swarm import tracing  # noqa: PLC0415
+
         with tracing.submit_span() as span:
             if trace_id is None:
                 trace_id = tracing.trace_id_of(span) or secrets.token_hex(16)

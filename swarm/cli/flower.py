@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
-from swarm.celery_app import create_app
-from swarm.cli.celery_command import run_celery
 from swarm.cli.runtime import err, load_settings, run
-from swarm.embedded import resolve_redis
 from swarm.errors import BadInput
-from swarm.settings import Settings
+
+if TYPE_CHECKING:
+    from swarm.settings import Settings
 
 LOOPBACK = "127.0.0.1"
 OPEN_ADDRESS = "0.0.0.0"  # noqa: S104 - only ever bound with basic auth on
@@ -89,11 +89,15 @@ def flower(
     """
 
     def body() -> None:
+        from swarm.celery_app import create_app
+        from swarm.cli.celery_command import run_celery
+        from swarm.embedded import resolve_redis
+
         settings = load_settings()
         argv, env = flower_argv(settings, port, address, list(flower_args or []))
         with resolve_redis(settings.redis_url) as target:
             if target.embedded:
-                err.print(
+                err().print(
                     f"note: REDIS_URL is not set; Flower watches an embedded Redis ({target.kind}) "
                     "that no worker shares. Set REDIS_URL to the swarm's Redis.",
                     style="yellow",

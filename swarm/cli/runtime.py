@@ -1,4 +1,9 @@
-"""What every CLI command shares: settings, the Redis target, output and exit codes."""
+"""What every CLI command shares: settings, the Redis target, output and exit codes.
+
+Every command module is imported whenever ``swarm`` starts (``--help`` lists them all), so they
+import what they need when they run: Rich, the ledger and the settings are imported here on
+first use, and Celery, OpenTelemetry's SDK and the ceremonies only by the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,40 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
-from rich.console import Console
 
-from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
 from swarm.errors import BadInput, ClaimConflict, NotOwner, RedisUnavailable, SwarmError
-from swarm.ledger import Ledger
-from swarm.settings import Settings
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.console import Console
+
+    from swarm.embedded import RedisTarget
+    from swarm.ledger import Ledger
+    from swarm.settings import Settings
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def out() -> Console:
+    """The console on standard output, made on first use: a command that prints JSON, or one
+    plain line, never imports Rich."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    """The console on standard error, made on first use."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 AGENT_OPTION = typer.Option(
@@ -31,6 +55,10 @@ FENCE_OPTION = typer.Option(None, "--fence", min=1, help="The fencing token your
 
 
 def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from swarm.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -42,6 +70,9 @@ def load_settings() -> Settings:
 @contextlib.contextmanager
 def ledger_session(*, announce: bool = True) -> Iterator[Ledger]:
     """A ledger on REDIS_URL, or on an embedded Redis that lives for this command."""
+    from swarm.embedded import EmbeddedUnavailable, resolve_redis
+    from swarm.ledger import Ledger
+
     settings = load_settings()
     try:
         with resolve_redis(settings.redis_url) as target:
@@ -59,11 +90,16 @@ def ledger_session(*, announce: bool = True) -> Iterator[Ledger]:
 def _announce(target: RedisTarget) -> None:
     if os.environ.get("SWARM_QUIET_EMBEDDED"):
         return
-    err.print(
+    err().print(
         f"note: REDIS_URL is not set; using an embedded Redis ({target.kind}) that stops when "
         "this command ends. Set REDIS_URL to keep work between commands.",
         style="yellow",
     )
+
+
+def print_line(text: str) -> None:
+    """One line of plain text on stdout, as is (no Rich: a one-line reply need not import it)."""
+    sys.stdout.write(text + "\n")
 
 
 def print_json(value: Any) -> None:
@@ -83,7 +119,7 @@ def fail(exc: SwarmError, as_json: bool) -> NoReturn:
             body["holder"] = exc.holder
         print_json(body)
     else:
-        err.print(f"error: {message}", markup=False)
+        err().print(f"error: {message}", markup=False)
     raise typer.Exit(exc.exit_code)
 
 

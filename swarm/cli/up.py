@@ -9,21 +9,20 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from redis.exceptions import RedisError
-from rich.text import Text
 
-from swarm import fleet_record, validation
+from swarm import validation
 from swarm.cli.runtime import load_settings, out, run
-from swarm.connection import redact
-from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
 from swarm.errors import BadInput, RedisUnavailable, SwarmError
-from swarm.ledger import Ledger
-from swarm.models import Role
-from swarm.settings import Settings
-from workers.fleet import Fleet
-from workers.supervision import Report, Supervisor
+
+if TYPE_CHECKING:
+    from swarm.embedded import RedisTarget
+    from swarm.ledger import Ledger
+    from swarm.models import Role
+    from swarm.settings import Settings
+    from workers.fleet import Fleet
 
 ROLE_COLOURS = {
     "pm": "magenta",
@@ -36,6 +35,8 @@ ROLE_COLOURS = {
 
 
 def parse_roles(roles: str) -> list[Role]:
+    from swarm.models import Role
+
     if roles.strip() == "all":
         return list(Role)
     parsed = [validation.enum_value(Role, r.strip(), "role") for r in roles.split(",") if r.strip()]
@@ -46,12 +47,16 @@ def parse_roles(roles: str) -> list[Role]:
 
 def print_line(name: str, line: str) -> None:
     """One child's line, prefixed with its name (its text is never read as markup)."""
-    out.print(Text.assemble((f"{name:>9} | ", ROLE_COLOURS.get(name, "white")), line))
+    from rich.text import Text
+
+    out().print(Text.assemble((f"{name:>9} | ", ROLE_COLOURS.get(name, "white")), line))
 
 
 @contextlib.contextmanager
 def swarm_redis(settings: Settings) -> Iterator[RedisTarget]:
     """REDIS_URL, or an embedded Redis held open for as long as the swarm runs."""
+    from swarm.embedded import EmbeddedUnavailable, resolve_redis
+
     try:
         with resolve_redis(settings.redis_url) as target:
             yield target
@@ -73,11 +78,11 @@ def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> 
 def check_files(settings: Settings, beat: bool) -> None:
     """Reads the workflows (and beat's schedule) before any child starts: a missing or bad file is
     one clear error (exit 2), not children that exit and are started again."""
-    from swarm.workflows import load_workflows  # noqa: PLC0415 - only the commands that start a fleet
+    from swarm.workflows import load_workflows  # only the commands that start a fleet
 
     load_workflows(settings.workflows_file)
     if beat:
-        from ceremonies.schedule import beat_schedule  # noqa: PLC0415
+        from ceremonies.schedule import beat_schedule
 
         beat_schedule(settings)
 
@@ -119,6 +124,10 @@ def up(
     all cleanly. One that exits meanwhile is started again, after a backoff if it keeps exiting."""
 
     def body() -> None:
+        from swarm.connection import redact
+        from swarm.ledger import Ledger
+        from workers.fleet import Fleet
+
         chosen = parse_roles(roles)
         settings = load_settings()
         check_files(settings, beat)
@@ -143,21 +152,23 @@ def up(
             if flower:
                 fleet.add_flower(port)
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
-            out.print(f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes")
+            out().print(
+                f"swarm up on {redact(target.url)} ({where}): starting {len(fleet.children)} processes"
+            )
             ledger = Ledger.from_url(target.url, settings)
             try:
                 with fleet:
                     names = ", ".join(c.name for c in fleet.children if c.ready.is_set())
-                    out.print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
+                    out().print(f"swarm up: {names} ready. Ctrl-C stops them.", style="bold green")
                     if target.embedded:  # other commands reach this swarm only through its URL
-                        out.print(
+                        out().print(
                             f"other shells: export REDIS_URL={target.url}  (then swarm status, health, ...)"
                         )
                     if flower:
-                        out.print(f"Flower: http://127.0.0.1:{port}/")
+                        out().print(f"Flower: http://127.0.0.1:{port}/")
                     supervise(fleet, ledger)
             except KeyboardInterrupt:
-                out.print("swarm up: stopped", style="bold")
+                out().print("swarm up: stopped", style="bold")
                 return
             finally:
                 ledger.client.close()
@@ -168,15 +179,20 @@ def up(
 def supervise(fleet: Fleet, ledger: Ledger) -> None:
     """Restarts the children that exit, printing and counting each (``swarm status``), until
     Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
+    from redis.exceptions import RedisError
+
+    from swarm import fleet_record
+    from workers.supervision import Report, Supervisor
+
     names = [c.name for c in fleet.children]
     with contextlib.suppress(SwarmError, RedisError):  # Redis away: the counts start afresh at the next write
         fleet_record.reset(ledger, names)
 
     def report(event: Report) -> None:
         if event.restarted:
-            out.print(f"swarm up: {event.child} started again (restart {event.restarts})", style="yellow")
+            out().print(f"swarm up: {event.child} started again (restart {event.restarts})", style="yellow")
         else:
-            out.print(
+            out().print(
                 f"swarm up: {event.child} exited with code {event.exit_code}; "
                 f"starting it again in {event.delay_s:g}s",
                 style="bold red",
@@ -184,6 +200,6 @@ def supervise(fleet: Fleet, ledger: Ledger) -> None:
         try:
             fleet_record.record(ledger, event.child, event.restarts, event.exit_code)
         except (SwarmError, RedisError) as exc:
-            out.print(f"swarm up: restart of {event.child} not recorded ({exc})", style="yellow")
+            out().print(f"swarm up: restart of {event.child} not recorded ({exc})", style="yellow")
 
     Supervisor(fleet, report).run()

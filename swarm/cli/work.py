@@ -3,12 +3,12 @@ show, list, events and reap."""
 
 from __future__ import annotations
 
-from typing import Any
+import gc
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from swarm import tracing, validation
-from swarm.cli import render
+from swarm import validation
 from swarm.cli.runtime import (
     AGENT_OPTION,
     FENCE_OPTION,
@@ -16,15 +16,16 @@ from swarm.cli.runtime import (
     ledger_session,
     out,
     print_json,
+    print_line,
     print_model,
     read_text_argument,
     require_agent,
     run,
 )
-from swarm.dispatch import Dispatcher
 from swarm.errors import BadInput, NotFound
-from swarm.models import WorkItem
-from swarm.submission import submit_work
+
+if TYPE_CHECKING:
+    from swarm.models import WorkItem
 
 CLI_SERVICE_NAME = "swarm-cli"  # OTEL_SERVICE_NAME's default for `swarm submit`
 
@@ -34,9 +35,11 @@ def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = Fal
     if as_json:
         print_model(item)
     elif full:
-        out.print(render.item_table(item))
+        from swarm.cli import render
+
+        out().print(render.item_table(item))
     else:
-        out.print(headline, markup=False)
+        print_line(headline)
 
 
 def submit(
@@ -60,6 +63,10 @@ def submit(
     """Submit a work item (pending, or claimed with --claim)."""
 
     def body() -> None:
+        from swarm import tracing
+        from swarm.dispatch import Dispatcher
+        from swarm.submission import submit_work
+
         text = read_text_argument(description, "description")
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
@@ -265,7 +272,9 @@ def list_items(
         if as_json:
             print_json([item.model_dump(mode="json") for item in items])
         else:
-            out.print(render.items_table(items))
+            from swarm.cli import render
+
+            out().print(render.items_table(items))
 
     run(as_json, body)
 
@@ -283,6 +292,7 @@ def events(
             for event in history:
                 _print_event(event, as_json)
             if follow:
+                gc.enable()  # off while a ledger command starts (swarm/cli/__init__.py); this one runs on
                 # From the last event shown: one appended since is printed, not skipped.
                 for event in ledger.follow(after=history[-1].id if history else "0"):
                     _print_event(event, as_json)
@@ -294,7 +304,9 @@ def _print_event(event: Any, as_json: bool) -> None:
     if as_json:
         print_model(event)
     else:
-        out.print(render.event_line(event))
+        from swarm.cli import render
+
+        out().print(render.event_line(event))
 
 
 def reap(as_json: bool = JSON_OPTION) -> None:
@@ -306,8 +318,8 @@ def reap(as_json: bool = JSON_OPTION) -> None:
         if as_json:
             print_json([{"id": wid, "status": status.value} for wid, status in reaped])
         else:
-            out.print(f"reaped {len(reaped)} item(s)")
+            out().print(f"reaped {len(reaped)} item(s)")
             for wid, status in reaped:
-                out.print(f"  {wid} -> {status.value}", markup=False)
+                out().print(f"  {wid} -> {status.value}", markup=False)
 
     run(as_json, body)
