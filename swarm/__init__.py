@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         NotOwner,
         RedisUnavailable,
         SwarmError,
+        WaitTimeout,
     )
     from swarm.facade import Swarm
     from swarm.ids import new_agent_id, new_work_id
@@ -52,6 +53,7 @@ _HOMES = {
         "NotOwner",
         "RedisUnavailable",
         "SwarmError",
+        "WaitTimeout",
     ),
     "swarm.facade": ("Swarm",),
     "swarm.ids": ("new_agent_id", "new_work_id"),
@@ -101,6 +103,7 @@ __all__ = [
     "Swarm",
     "SwarmError",
     "TransientError",
+    "WaitTimeout",
     "WorkItem",
     "__version__",
     "claude",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swarm.models import WorkItem
+
 
 class SwarmError(Exception):
     """Base of every error the swarm raises on purpose."""
@@ -58,6 +63,17 @@ class InvalidTransition(SwarmError):
 
     def __init__(self, message: str = "", *, status: str | None = None) -> None:
         self.status = status  # the item's status, when the ledger said it
+        super().__init__(message)
+
+
+class WaitTimeout(SwarmError, TimeoutError):
+    """``wait`` ran out of time before the item (or its workflow's last stage) finished;
+    ``item`` is where it stood."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, item: WorkItem) -> None:
+        self.item = item
         super().__init__(message)
 
 

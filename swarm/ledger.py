@@ -287,6 +287,31 @@ class Ledger(LedgerDeliveries):
         actor = validation.agent_id(agent_id) if agent_id else ""
         return self._item("cancel", wid, actor, validation.note(reason), agent=actor or None)
 
+    def retry(self, work_id: str, agent_id: str | None = None) -> WorkItem:
+        """Re-runs a failed or dead item: pending again with a new attempt budget (a ``retried``
+        event), sent to its queue by the next dispatch sweep unless it is filed for manual claims.
+        Any other status is an ``InvalidTransition``."""
+        wid = validation.work_id(work_id)
+        actor = validation.agent_id(agent_id) if agent_id else ""
+        return self._item("retry", wid, actor, agent=actor or None)
+
+    def set_options(
+        self,
+        work_id: str,
+        agent_id: str,
+        *,
+        fence: int | None = None,
+        lease_seconds: float | None = None,
+        max_attempts: int | None = None,
+    ) -> WorkItem:
+        """The holder gives its claim a handler's options: ``lease_seconds`` renews the lease now
+        and is the length every later renewal uses; ``max_attempts`` is the budget its failures
+        and expired leases count against (a workflow's next stage starts from the item's own)."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        lease = "" if lease_seconds is None else str(validation.lease_ms(lease_seconds))
+        budget = "" if max_attempts is None else str(validation.positive_int(max_attempts, "max_attempts"))
+        return self._item("set_options", wid, agent, self._fence(fence), lease, budget, agent=agent)
+
     def reprioritise(self, work_id: str, priority: Priority | str) -> WorkItem:
         """Changes a pending item's priority; it is sent again to the new priority's queue (after
         its retry backoff, if it is in one).

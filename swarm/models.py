@@ -73,6 +73,7 @@ class EventKind(StrEnum):
     CANCELLED = "cancelled"
     LEASE_EXPIRED = "lease_expired"
     DEAD = "dead"
+    RETRIED = "retried"  # a failed or dead item sent back to pending with a new attempt budget
     REPRIORITISED = "reprioritised"
     REDELIVERED = "redelivered"  # its queue message was lost; the ledger sent another
     AGENT_REGISTERED = "agent_registered"

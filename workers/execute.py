@@ -2,7 +2,9 @@
 
 This is the whole of what the Celery execute task does with an item. A transient failure goes
 back to pending with a backoff (``backoff_seconds``) after which the dispatch sweep sends it
-again. A duplicate delivery finds the item claimed or finished and does nothing.
+again. A duplicate delivery finds the item claimed or finished and does nothing. A handler's
+options give the claim its lease and attempt budget before it starts (``_with_options``), and
+its timeout stops it (``workers.time_limit``).
 
 Observability: the claim and the outcome's write each run in a span (``swarm.claim``, then
 ``swarm.complete``, ``swarm.fail`` or ``swarm.release``), children of the current span (the
@@ -40,9 +42,10 @@ from swarm.ledger import Dispatch, Handoff, Ledger
 from swarm.models import Priority, Role, Status, WorkItem
 from swarm.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 from workers.context import HandlerContext
-from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
+from workers.handlers import HandlerOptions, HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper, tuning
 from workers.outage import OutageOutlastedLease, within_lease
+from workers.time_limit import run_limited
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
 BACKOFF_CAP_S = 300.0  # never wait longer than 5 minutes between tries
@@ -205,12 +208,22 @@ def _run(
         if run.outcome is Outcome.RETRY:  # back in pending, untouched: no attempt spent
             return dataclasses.replace(run, outcome=Outcome.LEFT, detail=left)
         return run
+    options = handler.options
+    adopted = _with_options(ctx, options, lease, claim_sent_at)
+    if isinstance(adopted, Execution):
+        return adopted
+    ctx, item = adopted, adopted.item
+    lease = ctx.clock.lease_seconds
     ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
     result: Any = None
+
+    def stuck(reason: str) -> None:  # a handler past its timeout that did not stop (time_limit)
+        _fail(ctx, f"transient: {reason}", retry=True, backoff=backoff_seconds(item.attempts + 1))
+
     with LeaseKeeper(ctx, lease):
         try:
-            result = handler.fn(item, ctx)
+            result = run_limited(handler.fn, item, ctx, options.timeout, on_stuck=stuck)
         except LeaseLost as exc:  # a progress report found the lease gone (ctx.lease_lost is set)
             ctx.mark_lease_lost()
             ctx.log.warning("handler_lost_lease", reason=str(exc))
@@ -247,6 +260,35 @@ def _run(
         return dataclasses.replace(run, handoff=handoff)
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
         return _fail(ctx, f"unrecordable result: {exc}")
+
+
+def _with_options(
+    ctx: HandlerContext, options: HandlerOptions, lease: float, claim_sent_at: float | None
+) -> HandlerContext | Execution:
+    """The claim takes its handler's lease and attempt budget, in one fenced write before the
+    handler starts (nothing is written when they are the claim's already)."""
+    item = ctx.item
+    renew = options.lease if options.lease not in (None, lease) else None
+    budget = options.max_attempts if options.max_attempts not in (None, item.max_attempts) else None
+    if renew is None and budget is None:
+        return ctx
+    ledger, agent_id, fence = ctx.ledger, ctx.agent_id, ctx.fence
+    sent = time.monotonic()
+    try:
+        updated = within_lease(
+            lambda: ledger.set_options(
+                item.id, agent_id, fence=fence, lease_seconds=renew, max_attempts=budget
+            ),
+            ctx.clock,
+            "options",
+            wait=_pause,
+        )
+    except (LeaseLost, NotOwner) as exc:
+        ctx.log.warning("lease_lost", during="options", reason=str(exc))
+        return Execution(item.id, Outcome.LEASE_LOST, detail=str(exc))
+    if renew is None:
+        return HandlerContext(ledger, updated, agent_id, lease_seconds=lease, claim_sent_at=claim_sent_at)
+    return HandlerContext(ledger, updated, agent_id, lease_seconds=renew, claim_sent_at=sent)
 
 
 REASON_MAX_CHARS = 8192  # a failure's reason is kept to this; a handler's message may be anything

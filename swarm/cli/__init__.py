@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "list": ("work", "list_items", {}),
     "events": ("work", "events", {}),
     "reap": ("work", "reap", {}),
+    "wait": ("results", "wait", {}),
+    "retry": ("results", "retry", {}),
     "register": ("agents", "register", {}),
     "agents": ("agents", "agents", {}),
     "generate-id": ("agents", "generate_id", {}),

@@ -246,10 +246,19 @@ def cancel(
     run(as_json, body)
 
 
-def show(work_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
-    """Show one item."""
+def show(
+    work_id: str = typer.Argument(...),
+    chain: bool = typer.Option(False, "--chain", help="Show its workflow's stages in order instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one item (with --chain, the stages of its workflow, first to last)."""
 
     def body() -> None:
+        if chain:
+            from swarm.cli.results import show_chain  # only for --chain
+
+            show_chain(work_id, as_json)
+            return
         with ledger_session() as ledger:
             item = ledger.get(work_id)
         _show_item(item, as_json, item.id, full=True)

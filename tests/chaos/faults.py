@@ -186,7 +186,10 @@ class Chaos:
         return done
 
     def _kill_child(self) -> Done:
-        prefork = [p for p in self.fleet.live("worker") if p.pool == "prefork"]
+        # Only a started worker's children: Celery exits with "Could not start worker processes"
+        # when a child dies before its first check of the pool, right after it logs "ready.", and
+        # that is Celery's start-up, not a child killed mid-task (the fault this one stands for).
+        prefork = [p for p in self.fleet.live("worker") if p.pool == "prefork" and self.fleet.is_ready(p)]
         candidates = [(f"{p.name} child {c}", [c]) for p in prefork for c in children(p.pid)]
         chosen = self._choose(candidates)
         if chosen is None:

@@ -3,9 +3,10 @@
 ``run`` starts ``argv`` in a new session (so the whole group can be signalled), feeds it
 ``stdin`` from a temporary file (a child that never reads its input cannot block us), and keeps
 only the tail of its stdout and stderr. While it runs, the item's context is checked every
-``POLL_INTERVAL_S``: a timeout, a cancel or a lost lease stops the group (SIGTERM, then SIGKILL
-after ``TERM_GRACE_S``) and raises ``TransientError``. When the child exits, anything it left
-running in its group is killed too: nothing an item started outlives it.
+``POLL_INTERVAL_S``: a timeout (its own, or the handler's), a cancel or a lost lease stops the
+group (SIGTERM, then SIGKILL after ``TERM_GRACE_S``) and raises ``TransientError``. When the
+child exits, anything it left running in its group is killed too: nothing an item started
+outlives it.
 
 A child that cannot be started at all (not found, not executable, a bad ``cwd``) raises
 ``PermanentError``: no retry will make it exist.
@@ -169,6 +170,8 @@ def _stop_reason(ctx: HandlerContext) -> str:
         return "the item's lease was lost"
     if ctx.cancelled:
         return "the item was cancelled"
+    if ctx.timed_out:
+        return "the handler's timeout ran out"
     return ""
 
 
