@@ -17,6 +17,7 @@ from kombu import Exchange, Queue
 from swarm.keys import Keys
 from swarm.models import Priority, Role
 from swarm.settings import Settings
+from swarm.task_routes import ExecuteRouter
 
 EXECUTE_TASK = "swarm.execute"  # the name Flower shows; args are (work_id, type, role)
 CEREMONY_TASK = "swarm.ceremony"  # args (name, period key); scheduled by beat
@@ -92,10 +93,14 @@ def create_app(settings: Settings, broker_url: str) -> Celery:
             *(_queue(queue_name(settings, r, p)) for r in Role for p in Priority),
             _queue(ceremonies_queue(settings)),
         ],
-        task_routes={
-            name: {"queue": ceremonies_queue(settings), "routing_key": ceremonies_queue(settings)}
-            for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
-        },
+        task_routes=(
+            # swarm.execute from any sender (.delay, send_task, Flower): its role's queue.
+            ExecuteRouter(EXECUTE_TASK, lambda r, p: queue_name(settings, r, p), settings, broker_url),
+            {
+                name: {"queue": ceremonies_queue(settings), "routing_key": ceremonies_queue(settings)}
+                for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
+            },
+        ),
         task_default_queue=queue_name(settings, Role.DEVELOPER, Priority.MEDIUM),
         # Remote control (inspect, pool_grow, ...) per namespace: two swarms sharing a Redis
         # (and node names like qa@host) never receive each other's commands.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 import redis
@@ -279,11 +280,12 @@ class Ledger(LedgerDeliveries):
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         return self._item("release", wid, agent, self._fence(fence), agent=agent)
 
-    def cancel(self, work_id: str, agent_id: str | None = None) -> WorkItem:
-        """Cancels a pending item now, or asks the holder of a running one to stop."""
+    def cancel(self, work_id: str, agent_id: str | None = None, *, reason: str = "") -> WorkItem:
+        """Cancels a pending item now, or asks the holder of a running one to stop; ``reason``
+        (e.g. a Celery revoke) is the event's detail."""
         wid = validation.work_id(work_id)
         actor = validation.agent_id(agent_id) if agent_id else ""
-        return self._item("cancel", wid, actor, agent=actor or None)
+        return self._item("cancel", wid, actor, validation.note(reason), agent=actor or None)
 
     def retry(self, work_id: str, agent_id: str | None = None) -> WorkItem:
         """Re-runs a failed or dead item: pending again with a new attempt budget (a ``retried``
@@ -349,8 +351,11 @@ class Ledger(LedgerDeliveries):
         host: str = "",
         pid: int | None = None,
         node: str = "",
+        handles: Collection[str] | None = None,
     ) -> Agent:
-        """Registers an agent (or updates its record); its metrics are kept."""
+        """Registers an agent (or updates its record); its metrics are kept. ``handles``: the work
+        types its worker has handlers for (``"*"``: any), which ``swarm health`` compares with
+        the work waiting."""
         agent = validation.agent_id(agent_id)
         fields: list[str | int] = [
             "team", validation.team(self.settings.default_team if team is None else team),
@@ -363,6 +368,9 @@ class Ledger(LedgerDeliveries):
             fields += ["role", validation.enum_value(Role, role, "role").value]
         if pid is not None:
             fields += ["pid", validation.positive_int(pid, "pid")]
+        if handles is not None:
+            types = sorted({t if t == "*" else validation.work_type(t) for t in handles})
+            fields += ["handles", ",".join(["*"] if "*" in types else types)]
         reply = self._call("register_agent", agent, *fields)
         return codec.agent_from_hash(codec.pairs(reply[1]))
 

@@ -134,6 +134,7 @@ class Agent(BaseModel):
     host: str = ""
     pid: int | None = None
     node: str = ""  # the Celery worker node it runs in, e.g. developer@host
+    handles: list[str] | None = None  # its worker's handled work types ("*": any); None: not a worker's
     status: AgentStatus = AgentStatus.IDLE
     last_heartbeat: datetime | None = None
     completed: int = 0

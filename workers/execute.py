@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,12 +32,14 @@ from swarm.errors import (
     ClaimConflict,
     InvalidTransition,
     LeaseLost,
+    Misrouted,
     NotFound,
     NotOwner,
     SwarmError,
+    Unhandled,
 )
 from swarm.ledger import Dispatch, Handoff, Ledger
-from swarm.models import Role, Status, WorkItem
+from swarm.models import Priority, Role, Status, WorkItem
 from swarm.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 from workers.context import HandlerContext
 from workers.handlers import HandlerOptions, HandlerRegistry, PermanentError, TransientError, registry
@@ -59,6 +62,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     LEASE_LOST = "lease_lost"  # another holder took over; this run's result was not written
     SKIPPED = "skipped"  # not claimable (a duplicate delivery, or finished meanwhile)
+    LEFT = "left"  # not run here (no handler for its type, another role's): left for another worker
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Execution:
     detail: str = ""
 
     handoff: Handoff | None = None  # where the completion handed the work on to
+    redirect: Dispatch | None = None  # a misrouted message's item: its own role's queue
 
     @property
     def next_id(self) -> str | None:
@@ -83,6 +88,24 @@ class Execution:
             return None
         role = Role(self.handoff.role)
         return Dispatch(item.next_id, item.type, role, item.priority, traceparent=item.traceparent)
+
+
+_said: set[tuple[str, str]] = set()  # (type, role) pairs this process said it has no handler for
+_said_lock = threading.Lock()
+
+
+def no_handler(type: str, role: str) -> None:
+    """Says, once per type and role in a process, that items of that type are left for others."""
+    with _said_lock:
+        first = (type, role) not in _said
+        _said.add((type, role))
+    if first:
+        log.warning(
+            "no_handler",
+            type=type,
+            role=role,
+            detail="no handler here: its items are left untouched for a worker that has one (said once)",
+        )
 
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -112,13 +135,16 @@ def execute(
     lease_seconds: float | None = None,
     role: Role | str | None = None,
     delivery_id: str | None = None,
+    handles: Collection[str] | None = None,
 ) -> Execution:
     """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome.
 
     With ``role`` it is a queue message's claim (``Ledger.claim_delivery``): the role's most
-    urgent owed item, normally ``work_id``; ``delivery_id`` (the message's task id) makes a
-    retried claim get back the item it already claimed. Without ``lease_seconds``, the claim uses
-    the lease the improvement cycle tuned for the item's role, else the default.
+    urgent owed item of a type in ``handles`` (default: any), normally ``work_id``;
+    ``delivery_id`` (the message's task id) makes a retried claim get back the item it already
+    claimed. An item of another type, or of another role than the message's, is left untouched
+    (``Outcome.LEFT``). Without ``lease_seconds``, the claim uses the lease the improvement
+    cycle tuned for the item's role, else the default.
     """
     known = {"work_id": work_id, "agent_id": agent_id}
     if role is not None:
@@ -134,11 +160,21 @@ def execute(
                     item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
                 else:  # a queue message: this item, or another its role still owes a delivery
                     item = ledger.claim_delivery(
-                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id
-                    )
+                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id,
+                        handles=handles,
+                    )  # fmt: skip
                 tracing.annotate(span, item)
+        except Unhandled as exc:
+            no_handler(exc.type, exc.role)
+            return Execution(work_id, Outcome.LEFT, detail=str(exc))
+        except Misrouted as exc:
+            log.warning("misrouted", detail=str(exc))
+            home = Dispatch(work_id, exc.type, Role(exc.role), Priority(exc.priority))
+            return Execution(work_id, Outcome.LEFT, detail=str(exc), redirect=home)
         except (ClaimConflict, InvalidTransition, NotFound) as exc:
             log.info("skipped", reason=str(exc))
+            if isinstance(exc, InvalidTransition) and exc.status == Status.CANCELLED.value:
+                return Execution(work_id, Outcome.CANCELLED, detail=str(exc))  # its message's item
             return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
         if item.id != work_id:
             log.info("claimed_instead", work_id=item.id, message_work_id=work_id)
@@ -164,9 +200,14 @@ def _run(
     ctx = HandlerContext(ledger, item, agent_id, lease_seconds=lease, claim_sent_at=claim_sent_at)
     wid, fence = item.id, ctx.fence
     handler = handlers.find(item.type, item.role)
-    if handler is None:
-        reason = f"no handler for type {item.type!r} on role {item.role.value}"
-        return _fail(ctx, reason)
+    if handler is None:  # a claim by id (a queue message's claim takes only handled types)
+        no_handler(item.type, item.role.value)
+        back = Landing(frozenset({Status.PENDING, Status.CANCELLED}), attempts=item.attempts)
+        run = _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence), back)
+        left = f"no handler for type {item.type!r} on role {item.role.value} here; released untouched"
+        if run.outcome is Outcome.RETRY:  # back in pending, untouched: no attempt spent
+            return dataclasses.replace(run, outcome=Outcome.LEFT, detail=left)
+        return run
     options = handler.options
     adopted = _with_options(ctx, options, lease, claim_sent_at)
     if isinstance(adopted, Execution):

@@ -130,6 +130,11 @@ class HandlerRegistry:
     def roles(self) -> set[Role]:
         return {role for _, role in self._handlers}
 
+    def types(self, role: Role) -> frozenset[str]:
+        """The work types with a handler on ``role``; ``{"*"}`` when a catch-all handles any."""
+        types = frozenset(type for type, r in self._handlers if r is role)
+        return frozenset({"*"}) if "*" in types else types
+
     def __len__(self) -> int:
         return len(self._handlers)
 

@@ -109,6 +109,9 @@ def up(
     concurrency: int = typer.Option(2, "-c", "--concurrency", min=1, help="Slots per role worker."),
     pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork."),
     handlers: str | None = typer.Option(None, "--handlers", help="Comma-separated handler modules."),
+    no_handlers: bool = typer.Option(
+        False, "--no-handlers", help="Start workers without handler modules (they leave every item)."
+    ),
     flower: bool = typer.Option(
         False, "--flower", help="Also run Flower (loopback only unless SWARM_FLOWER_BASIC_AUTH is set)."
     ),
@@ -132,19 +135,21 @@ def up(
             from swarm.cli.flower import flower_argv
 
             flower_argv(settings, flower_port, None, [])
+        modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
+        if not any(m.strip() for m in modules) and not no_handlers:
+            raise BadInput(
+                "no handler modules: name them with --handlers my.module (or SWARM_HANDLER_MODULES), "
+                "e.g. --handlers workers.demo; --no-handlers starts workers that leave every item"
+            )
         with swarm_redis(settings) as target, sigterm_as_interrupt():
             env = fleet_env(target, handlers, settings)
-            if not env["SWARM_HANDLER_MODULES"]:
-                out().print(
-                    "note: no handler modules (--handlers or SWARM_HANDLER_MODULES): items will fail "
-                    "with 'no handler'. Try --handlers workers.demo.",
-                    style="yellow",
-                )
             fleet = Fleet(
                 env, sink=print_line, grace_seconds=settings.shutdown_grace_seconds, tolerate_exits=True
             )
             for role in chosen:
-                fleet.add_worker(role, concurrency=concurrency, pool=pool)
+                fleet.add_worker(
+                    role, concurrency=concurrency, pool=pool, args=["--no-handlers"] if no_handlers else []
+                )
             if beat:
                 fleet.add_beat()
             port = flower_port or settings.flower_port

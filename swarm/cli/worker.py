@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from swarm import validation
-from swarm.cli.runtime import load_settings, run
+from swarm.cli.runtime import err, load_settings, run
+from swarm.errors import BadInput
 
 if TYPE_CHECKING:
     from swarm.models import Role
@@ -25,6 +26,11 @@ def worker(
     ),
     handlers: str | None = typer.Option(
         None, "--handlers", help="Comma-separated handler modules to import."
+    ),
+    no_handlers: bool = typer.Option(
+        False,
+        "--no-handlers",
+        help="Start without handler modules: the worker leaves every item to workers that have one.",
     ),
     name: str | None = typer.Option(None, "--name", "-n", help="Node name (default ROLE@%h)."),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
@@ -48,13 +54,27 @@ def worker(
 
         roles = [validation.enum_value(Role, r.strip(), "role") for r in role.split(",")]
         settings = load_settings()
+        modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
+        modules = [m.strip() for m in modules if m.strip()]
+        if not modules and not no_handlers:
+            raise BadInput(
+                "no handler modules: name them with --handlers my.module (or SWARM_HANDLER_MODULES); "
+                "--no-handlers starts a worker that leaves every item to workers that have handlers"
+            )
         with resolve_redis(settings.redis_url) as target:
             os.environ["REDIS_URL"] = target.url
             os.environ["SWARM_WORKER_ROLE"] = roles[0].value
-            modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
             os.environ["SWARM_HANDLER_MODULES"] = ",".join(modules)
             get_settings.cache_clear()
             from workers.app import app  # built from the environment set above
+            from workers.handlers import registry  # filled by the modules just imported
+
+            for missing in (r for r in roles if not registry.types(r) and modules):
+                err().print(
+                    f"note: no handler for role {missing.value} in {', '.join(modules)}: "
+                    "this worker leaves its items to workers that have one",
+                    style="yellow",
+                )
 
             argv = [
                 "worker",

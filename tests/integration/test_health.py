@@ -74,7 +74,7 @@ def test_healthy_with_a_worker_and_beat_running_and_exit_0(
     names = [c["name"] for c in report["checks"]]
     assert names == [
         "redis", "consuming:pm", "consuming:architect", "consuming:developer", "consuming:qa",
-        "consuming:devops", "beat", "leases", "dead", "dead_letters",
+        "consuming:devops", "handlers", "beat", "leases", "dead", "dead_letters",
     ]  # fmt: skip
     assert all(c["ok"] for c in report["checks"])
     client.close()
