@@ -33,6 +33,7 @@ test: lint
 bench: install
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_workers.py
+	$(BIN)/python bench/bench_cli_startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

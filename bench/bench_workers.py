@@ -66,6 +66,7 @@ from swarm import Swarm
 from swarm.celery_app import queue_name
 from swarm.connection import client_from_url, redact
 from swarm.embedded import redis_for_checks
+from swarm.keys import Keys
 from swarm.models import EventKind, Priority, Role, Status
 from swarm.settings import DEFAULT_EVENTS_MAX_LEN
 
@@ -200,7 +201,7 @@ def run_memory(run: Run, items: int) -> None:
 def run_scale(run: Run, items: int, workers: int) -> None:
     cap = max(DEFAULT_EVENTS_MAX_LEN, items * 10)
     settings = run.settings("scale", events_max_len=cap)
-    queue = queue_name(settings, Role.DEVELOPER, Priority.MEDIUM)
+    queue = Keys(settings.key_prefix).broker_lists(queue_name(settings, Role.DEVELOPER, Priority.MEDIUM))[0]
     parked = f"{settings.key_prefix}.parked"
     client = run.client
     procs = [

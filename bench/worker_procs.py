@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 from noop_app import BROKER_ENV, QUEUE_ENV, TRANSPORT_ENV, transport_options_json
 
+from swarm.keys import DEFAULT_PREFIX, Keys
+
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 180.0  # ten cold workers importing Celery at once on a 2-core VM are slow
 STOP_TIMEOUT_S = 45.0  # a swarm worker's warm shutdown grace is 30 s; then SIGKILL
@@ -243,7 +245,12 @@ def delete_matching(client: redis.Redis, patterns: Sequence[str]) -> int:
 
 
 def run_patterns(run_prefix: str) -> list[str]:
-    """Every key a run makes: ledgers (``{prefix-…}``), queue lists and parked lists
-    (``prefix-….…``), and kombu's exchange bindings for those queues."""
-    kombu = ("_kombu.binding.", "_kombu.binding_permanent.")
-    return ["{" + run_prefix + "*", run_prefix + "*", *(k + run_prefix + "*" for k in kombu)]
+    """Every key a run makes: ledgers with their kombu keys (``{prefix-…}``), parked lists
+    (``prefix-….…``), and the plain Celery baseline's queue lists and bindings (``prefix-….noop``),
+    which it keeps under the default namespace's kombu prefix (it takes the swarm's default
+    transport options)."""
+    return [
+        "{" + run_prefix + "*",
+        run_prefix + "*",
+        Keys(DEFAULT_PREFIX).broker_prefix + "*" + run_prefix + "*",
+    ]

@@ -2,7 +2,8 @@
 
 Both are drawn from one ``View`` per report (a title, key facts, and tables), so the terminal and
 the Markdown always show the same figures. User text (descriptions, errors) is never read as
-Rich markup, and is escaped in Markdown tables.
+Rich markup, has its control characters escaped on the terminal (``swarm.terminal``), and is
+escaped in Markdown tables.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ceremonies.registry import ceremonies
 from ceremonies.report import CeremonyReport
 from ceremonies.system_demo import SystemDemoReport
 from swarm.durations import format_duration
+from swarm.terminal import terminal_safe
 
 NONE = "—"
 
@@ -327,7 +329,7 @@ def rich(report: CeremonyReport) -> RenderableType:
     facts.add_column(style="bold")
     facts.add_column()
     for name, value in v.facts:
-        facts.add_row(Text(name), Text(value))
+        facts.add_row(Text(name), Text(terminal_safe(value)))
     parts.append(facts)
     for section in v.sections:
         if not section.rows:
@@ -337,7 +339,7 @@ def rich(report: CeremonyReport) -> RenderableType:
         for header in section.headers:
             table.add_column(header, overflow="fold")
         for row in section.rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_row(*(Text(terminal_safe(cell)) for cell in row))
         parts.append(table)
     return Group(*parts)
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         NotOwner,
         RedisUnavailable,
         SwarmError,
+        WaitTimeout,
     )
     from swarm.facade import Swarm
     from swarm.ids import new_agent_id, new_work_id
@@ -57,6 +58,7 @@ _HOMES = {
         "NotOwner",
         "RedisUnavailable",
         "SwarmError",
+        "WaitTimeout",
     ),
     "swarm.facade": ("Swarm",),
     "swarm.ids": ("new_agent_id", "new_work_id"),
@@ -107,6 +109,7 @@ __all__ = [
     "Swarm",
     "SwarmError",
     "TransientError",
+    "WaitTimeout",
     "WorkItem",
     "__version__",
     "claude",

@@ -9,7 +9,7 @@ later process, on any host, uses the stored calendar, whatever its own environme
   version (``Keys.calendar_epoch``), else the Redis server's clock at first use;
 - ``iteration_length``, ``pi_iterations`` and ``art_sync_every`` are the first user's settings.
 
-A process whose own settings (set in its environment or ``swarm.toml``, not defaults) differ
+A process whose own settings (set in its environment or the settings file, not defaults) differ
 from the stored ones logs ``calendar_settings_differ`` once, naming both values, and follows the
 stored calendar: the shared truth wins, as a Celery user expects of settings kept in the broker.
 Changing the calendar is explicit: ``change`` (``swarm calendar set``), guarded by a version.

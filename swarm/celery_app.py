@@ -1,5 +1,9 @@
 """The Celery app factory: one app per settings, the same transport options for producers and workers.
 
+Each key prefix is a namespace of its own on the broker too: kombu prefixes every Redis key and
+channel it uses with ``Keys.broker_prefix`` (``global_keyprefix``), and task events and remote
+control use exchanges named after the prefix.
+
 Work is routed to one queue per role and priority (``<prefix>.<role>.<priority>``). A worker
 consumes its role's queues with kombu's ``priority`` queue order, so its BRPOP always looks at
 ``critical`` first: Celery's own Redis priority emulation is unreliable (celery issue 8967).
@@ -12,8 +16,10 @@ from typing import TYPE_CHECKING
 from celery import Celery
 from kombu import Exchange, Queue
 
+from swarm.keys import Keys
 from swarm.models import Priority, Role
 from swarm.settings import Settings
+from swarm.task_routes import ExecuteRouter
 
 if TYPE_CHECKING:
     from celery.apps.beat import Beat
@@ -45,8 +51,18 @@ def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
+def events_exchange(settings: Settings) -> str:
+    """The namespace's event exchange (Celery's ``event_exchange``): workers send their heartbeats
+    and task events on it, and Flower and ``celery events`` on the swarm's app listen to it."""
+    return f"{settings.key_prefix}.events"
+
+
 def broker_transport_options(settings: Settings) -> dict[str, object]:
     return {
+        # Every key and channel kombu names starts with the namespace's own prefix (its queue
+        # lists, its ``unacked`` hash, its bindings, its event and remote-control channels), so
+        # two namespaces on one Redis database never restore, consume or watch each other's.
+        "global_keyprefix": Keys(settings.key_prefix).broker_prefix,
         "visibility_timeout": settings.visibility_timeout_seconds,
         "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
         "unacked_restore_throttle": UNACKED_RESTORE_THROTTLE,
@@ -92,13 +108,18 @@ def create_app(settings: Settings, broker_url: str) -> Celery:
             *(_queue(queue_name(settings, r, p)) for r in Role for p in Priority),
             _queue(ceremonies_queue(settings)),
         ],
-        task_routes={
-            name: {"queue": ceremonies_queue(settings), "routing_key": ceremonies_queue(settings)}
-            for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
-        },
+        task_routes=(
+            # swarm.execute from any sender (.delay, send_task, Flower): its role's queue.
+            ExecuteRouter(EXECUTE_TASK, lambda r, p: queue_name(settings, r, p), settings, broker_url),
+            {
+                name: {"queue": ceremonies_queue(settings), "routing_key": ceremonies_queue(settings)}
+                for name in (CEREMONY_TASK, IMPROVE_TASK, REAP_TASK)
+            },
+        ),
         task_default_queue=queue_name(settings, Role.DEVELOPER, Priority.MEDIUM),
         # Remote control (inspect, pool_grow, ...) per namespace: two swarms sharing a Redis
         # (and node names like qa@host) never receive each other's commands.
         control_exchange=f"{settings.key_prefix}.control",
+        event_exchange=events_exchange(settings),
     )
     return app

@@ -12,9 +12,11 @@ from swarm.errors import (
     ClaimConflict,
     InvalidTransition,
     LeaseLost,
+    Misrouted,
     NotFound,
     NotOwner,
     SwarmError,
+    Unhandled,
 )
 from swarm.models import Agent, Event, WorkItem
 
@@ -58,6 +60,8 @@ def agent_from_hash(fields: dict[str, str]) -> Agent:
     for name in ("role", "pid"):
         if data.get(name) == "":
             data.pop(name)
+    if "handles" in data:
+        data["handles"] = [t for t in data["handles"].split(",") if t]
     return Agent.model_validate(data)
 
 
@@ -79,7 +83,7 @@ def refusal(reply: Sequence[Any], agent: str | None = None) -> SwarmError:
         return ClaimConflict(work_id, holder, detail)
     if kind == "transition":
         status, op = rest
-        return InvalidTransition(f"cannot {op} {work_id}: it is already {status}")
+        return InvalidTransition(f"cannot {op} {work_id}: it is already {status}", status=status)
     if kind == "lease_lost":
         return LeaseLost(f"{agent} lost the lease on {work_id}: {rest[0]}", holder=agent)
     if kind == "not_owner":
@@ -92,4 +96,10 @@ def refusal(reply: Sequence[Any], agent: str | None = None) -> SwarmError:
         return NotOwner(text, holder=holder)
     if kind == "exists":
         return AlreadyExists(f"work item {work_id} already exists")
+    if kind == "misrouted":
+        role, priority, type_, message_role = rest
+        return Misrouted(work_id, role, priority, type_, message_role)
+    if kind == "unhandled":
+        type_, role = rest
+        return Unhandled(work_id, type_, role)
     return SwarmError(f"unexpected ledger reply {list(reply)!r}")

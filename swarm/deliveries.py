@@ -13,10 +13,11 @@ until an agent claims it (README, "Nothing waits on a lost message").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from swarm import codec, validation
+from swarm.errors import BadInput
 from swarm.models import Priority, Role, WorkItem
 from swarm.queries import LedgerQueries
 from swarm.routing import Dispatch
@@ -25,6 +26,17 @@ from swarm.scripts import Scripts
 DISPATCH_BATCH = 200  # outbox entries taken per sweep; the rest wait for the next sweep
 REDELIVER_BATCH = 500  # lost messages re-sent per role and pass; the rest wait for the next pass
 SENT_RANK_SPAN_MS = 2**42  # _lib.lua: a sent set's score is rank * this + the send time (ms)
+
+
+def _handled_types(handles: Collection[str] | None) -> list[str]:
+    """``claim_delivery.lua``'s type filter: the types, sorted, or nothing for any type."""
+    if isinstance(handles, str):
+        raise BadInput("handles must be a collection of work types, not one string")
+    if handles is None or "*" in handles:
+        return []
+    if not handles:
+        raise BadInput("handles must name at least one work type (None: any)")
+    return sorted({validation.work_type(t) for t in handles})
 
 
 def _dispatches(flat: Sequence[str]) -> list[Dispatch]:
@@ -69,22 +81,28 @@ class LedgerDeliveries(LedgerQueries):
         *,
         lease_seconds: float | None = None,
         delivery_id: str | None = None,
+        handles: Collection[str] | None = None,
     ) -> WorkItem:
         """Claims for a queue message of ``role`` naming ``work_id``: the role's most urgent,
         longest-owed item, which is normally the message's own (``claim_delivery.lua`` says when
         it is not); with nothing to claim, the named item's refusal (``ClaimConflict``,
-        ``InvalidTransition``, ``NotFound``).
+        ``InvalidTransition``, ``NotFound``; ``Misrouted`` when it is of another role,
+        ``Unhandled`` when its type is not in ``handles``).
 
         Items filed for manual claims, and items in a retry's backoff, are not claimed this way.
         ``delivery_id`` (the message's task id) makes the claim idempotent: the same delivery by
         the same agent within the lease gets back the item it claimed (a lost reply, a retry).
+        ``handles`` (default: any) are the work types the claimer has handlers for; an item of
+        another type is not claimed, and stays owed to a worker that has one.
         """
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         checked_role = validation.enum_value(Role, role, "role").value
         delivery = validation.note(delivery_id or "")
+        types = _handled_types(handles)
         reply = self._call(
-            "claim_delivery", wid, agent, self._lease(lease_seconds), checked_role, delivery, agent=agent
-        )
+            "claim_delivery", wid, agent, self._lease(lease_seconds), checked_role, delivery, *types,
+            agent=agent,
+        )  # fmt: skip
         return codec.item_from_hash(codec.pairs(reply[1]))
 
     def redeliver(

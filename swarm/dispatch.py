@@ -7,21 +7,29 @@ harmless: the second delivery finds the item claimed or finished and does nothin
 
 Every message is sent in its item's trace (``tracing.item_context``), so the worker's span
 continues the trace the item was submitted in.
+
+Celery is imported with the first message sent: ``swarm submit --claim`` (or ``--no-enqueue``)
+sends none and never loads it.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import TYPE_CHECKING
 
 from swarm import tracing
-from swarm.celery_app import EXECUTE_TASK, create_app, queue_name
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import WorkItem
-from swarm.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from swarm.settings import Settings
 
 
 def enqueue(app: Celery, settings: Settings, dispatch: Dispatch) -> None:
     """Sends the execute task; Flower shows the item's id, type and role as its arguments."""
+    from swarm.celery_app import EXECUTE_TASK, queue_name  # noqa: PLC0415 - see the module's docstring
+
     with tracing.item_context(dispatch.traceparent):
         app.send_task(
             EXECUTE_TASK,
@@ -47,6 +55,8 @@ class Dispatcher:
 
     def __call__(self, work: WorkItem | Dispatch) -> None:
         if self._app is None:
+            from swarm.celery_app import create_app  # noqa: PLC0415 - see the module's docstring
+
             self._app = create_app(self.ledger.settings, self.broker_url)
         send(self._app, self.ledger, work)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swarm.models import WorkItem
+
 
 class SwarmError(Exception):
     """Base of every error the swarm raises on purpose."""
@@ -56,8 +61,42 @@ class InvalidTransition(SwarmError):
 
     exit_code = 6
 
+    def __init__(self, message: str = "", *, status: str | None = None) -> None:
+        self.status = status  # the item's status, when the ledger said it
+        super().__init__(message)
+
+
+class WaitTimeout(SwarmError, TimeoutError):
+    """``wait`` ran out of time before the item (or its workflow's last stage) finished;
+    ``item`` is where it stood."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, item: WorkItem) -> None:
+        self.item = item
+        super().__init__(message)
+
 
 class RedisUnavailable(SwarmError, ConnectionError):
     """Redis could not be reached; the message names the URL without its password."""
 
     exit_code = 7
+
+
+class Misrouted(InvalidTransition):
+    """A queue message of one role named an item of another role: nothing was claimed.
+
+    ``role``, ``priority`` and ``type`` are the item's own: where its message belongs."""
+
+    def __init__(self, work_id: str, role: str, priority: str, type: str, message_role: str) -> None:
+        self.work_id, self.role, self.priority, self.type = work_id, role, priority, type
+        super().__init__(f"{work_id} is a {role} item, not {message_role}: nothing was claimed")
+
+
+class Unhandled(InvalidTransition):
+    """The claimer has no handler for the item's type (nor for any other item its role is owed):
+    nothing was claimed, and the item is left for a worker that has one."""
+
+    def __init__(self, work_id: str, type: str, role: str) -> None:
+        self.work_id, self.type, self.role = work_id, type, role
+        super().__init__(f"no handler for type {type!r} on role {role} here; {work_id} is left for others")

@@ -6,7 +6,7 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
-from swarm import tracing
+from swarm import results, tracing
 from swarm.dispatch import Dispatcher
 from swarm.embedded import RedisTarget, resolve_redis
 from swarm.errors import BadInput
@@ -118,6 +118,25 @@ class Swarm:
     def get(self, work_id: str) -> WorkItem:
         return self.ledger.get(work_id)
 
+    def wait(self, item: WorkItem | str, timeout: float | None = None) -> WorkItem:
+        """Blocks until the item, or the workflow stage it handed off to, is finished, and returns
+        that stage: its ``status`` (completed, failed, dead or cancelled), ``result`` and ``error``.
+
+        An item already finished returns at once. ``timeout`` (seconds; None waits for ever) runs
+        out with ``WaitTimeout``, whose ``item`` is where the work stood.
+        """
+        return results.wait(self.ledger, _id_of(item), timeout)
+
+    def retry(self, item: WorkItem | str) -> WorkItem:
+        """Re-runs a failed or dead item: pending again with a new attempt budget, sent to its
+        role's workers (unless it was submitted with ``enqueue=False``). Other statuses raise
+        ``InvalidTransition``."""
+        return self.ledger.retry(_id_of(item), self.agent_id)
+
+    def chain(self, item: WorkItem | str) -> list[WorkItem]:
+        """The workflow stages the item belongs to, first to last (just the item outside one)."""
+        return results.chain(self.ledger, _id_of(item))
+
     def list(self, status: Status | str | None = None, **filters: Any) -> list[WorkItem]:
         return self.ledger.list(status, **filters)
 
@@ -126,3 +145,7 @@ class Swarm:
         if item.fence is None:
             raise BadInput(f"{item.id} has no fencing token: pass the item a claim returned")
         return item.fence
+
+
+def _id_of(item: WorkItem | str) -> str:
+    return item if isinstance(item, str) else item.id

@@ -19,6 +19,9 @@
 - ``dead``: every dead item has been acknowledged (``swarm health --ack-dead``).
 - ``dead_letters``: no broker message was dead-lettered (``swarm/deadletters.py``) since the last
   acknowledgement (``deadletters.acknowledge``).
+- ``handlers``: every type of waiting work has a live worker with a handler for it; a worker
+  without one leaves the item (``swarm/health_handlers.py``). A type waiting longer than
+  ``health_consuming_within`` with none is named.
 
 Exit codes: ``EXIT_HEALTHY`` (0), ``EXIT_UNHEALTHY`` (1) when a check fails, and
 ``EXIT_UNREACHABLE`` (7, as ``RedisUnavailable``) when Redis does not answer.
@@ -33,6 +36,7 @@ from pydantic import BaseModel
 from swarm import deadletters
 from swarm.connection import client_url, redact
 from swarm.errors import RedisUnavailable, SwarmError
+from swarm.health_handlers import unhandled_work
 from swarm.ledger import Ledger
 from swarm.metrics import LedgerCounters, is_live
 from swarm.models import Priority, Role, Status
@@ -245,6 +249,22 @@ def _check_consuming(ledger: Ledger, now_ms: int) -> list[Check]:
     return checks
 
 
+def _check_handlers(ledger: Ledger, now_ms: int) -> Check:
+    within_ms = ledger.settings.health_consuming_within * 1000
+    late = [u for u in unhandled_work(ledger, now_ms) if u.oldest_ms > within_ms]
+    if not late:
+        return Check(name="handlers", ok=True, reason="every waiting work type has a live worker to run it")
+    named = "; ".join(
+        f"{u.type!r} on {u.role.value} ({u.waiting} waiting, the oldest {_seconds(u.oldest_ms)})"
+        for u in late
+    )
+    return Check(
+        name="handlers",
+        ok=False,
+        reason=f"no live worker has a handler for {named}: start one (swarm worker --handlers MODULES)",
+    )
+
+
 def _consuming_verdict(
     role: Role, depth: int, oldest: int, counters: LedgerCounters, *, now_ms: int, s: Settings
 ) -> tuple[bool, str]:
@@ -290,6 +310,7 @@ def check_health(ledger: Ledger) -> HealthReport:
     checks = [Check(name="redis", ok=True, reason=f"Redis at {url} answered")]
     try:
         checks += _check_consuming(ledger, now_ms)
+        checks.append(_check_handlers(ledger, now_ms))
         checks.append(_check_beat(ledger, now_ms))
         checks.append(_check_leases(ledger, now_ms))
         checks.append(_check_dead(ledger))

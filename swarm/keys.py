@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from swarm.models import Role, Status
 
 DEFAULT_PREFIX = "swarm"  # the namespace tag; tests and tenants use their own
+KOMBU_PRIORITY_SEP = "\x06\x16"  # kombu.transport.redis.Channel.sep: a queue's priority sub-queues
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS: 0 is the queue itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,3 +228,38 @@ class Keys:
         """Hash: the dead letters an operator acknowledged: ``count`` (the running total then) and
         ``at`` (ms). ``swarm health`` reports the ones recorded since."""
         return f"{self.tag}:health:deadletters_ack"
+
+    # -- Celery's broker: kombu's Redis transport, under the namespace's global key prefix -------
+
+    @property
+    def broker_prefix(self) -> str:
+        """kombu's ``global_keyprefix`` (``swarm/celery_app.py``): kombu prepends it to every key
+        and channel it names for this namespace's Celery app: the queue lists, ``unacked``,
+        ``unacked_index``, ``unacked_mutex``, the exchange bindings (``_kombu.binding.*``) and the
+        fanout channels (task events, remote control). Two namespaces on one Redis database so
+        share none of them. It carries the ledger's hash tag."""
+        return f"{self.tag}:kombu:"
+
+    def broker_lists(self, queue: str) -> list[str]:
+        """List: the Redis lists kombu keeps for one queue (a Celery queue name, e.g.
+        ``swarm.qa.medium``): the queue itself, then its priority sub-queues."""
+        return [
+            self.broker_prefix + (queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}")
+            for step in KOMBU_PRIORITY_STEPS
+        ]
+
+    @property
+    def broker_unacked(self) -> str:
+        """Hash: kombu's delivered, unacknowledged messages (acks-late), by delivery tag."""
+        return self.broker_prefix + "unacked"
+
+    @property
+    def broker_unacked_index(self) -> str:
+        """Sorted set: the unacknowledged delivery tags, scored by delivery time (the
+        visibility-timeout sweep restores those older than the timeout)."""
+        return self.broker_prefix + "unacked_index"
+
+    def broker_fanout(self, exchange: str, db: int) -> str:
+        """Pub/sub channel: what kombu publishes a fanout exchange's messages on (remote control's
+        ``<prefix>.control.pidbox``, task events), on database ``db``."""
+        return f"{self.broker_prefix}/{db}.{exchange}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 import redis
 
-from swarm import codec, tracing, validation
+from swarm import codec, validation
 from swarm.connection import CONNECTION_ERRORS, client_from_url, client_url, unavailable
 from swarm.deliveries import DISPATCH_BATCH, LedgerDeliveries
 from swarm.errors import SwarmError
@@ -116,6 +117,9 @@ class Ledger(LedgerDeliveries):
         With tracing on, it is written in a ``swarm.submit`` span (the caller's, if it opened
         one): the item's ``trace_id`` is that span's trace and its ``traceparent`` names the span.
         """
+        # Only submit opens a span: the commands that read, claim or complete never load tracing.
+        from swarm import tracing  # noqa: PLC0415
+
         with tracing.submit_span() as span:
             if trace_id is None:
                 trace_id = tracing.trace_id_of(span) or secrets.token_hex(16)
@@ -276,11 +280,37 @@ class Ledger(LedgerDeliveries):
         wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
         return self._item("release", wid, agent, self._fence(fence), agent=agent)
 
-    def cancel(self, work_id: str, agent_id: str | None = None) -> WorkItem:
-        """Cancels a pending item now, or asks the holder of a running one to stop."""
+    def cancel(self, work_id: str, agent_id: str | None = None, *, reason: str = "") -> WorkItem:
+        """Cancels a pending item now, or asks the holder of a running one to stop; ``reason``
+        (e.g. a Celery revoke) is the event's detail."""
         wid = validation.work_id(work_id)
         actor = validation.agent_id(agent_id) if agent_id else ""
-        return self._item("cancel", wid, actor, agent=actor or None)
+        return self._item("cancel", wid, actor, validation.note(reason), agent=actor or None)
+
+    def retry(self, work_id: str, agent_id: str | None = None) -> WorkItem:
+        """Re-runs a failed or dead item: pending again with a new attempt budget (a ``retried``
+        event), sent to its queue by the next dispatch sweep unless it is filed for manual claims.
+        Any other status is an ``InvalidTransition``."""
+        wid = validation.work_id(work_id)
+        actor = validation.agent_id(agent_id) if agent_id else ""
+        return self._item("retry", wid, actor, agent=actor or None)
+
+    def set_options(
+        self,
+        work_id: str,
+        agent_id: str,
+        *,
+        fence: int | None = None,
+        lease_seconds: float | None = None,
+        max_attempts: int | None = None,
+    ) -> WorkItem:
+        """The holder gives its claim a handler's options: ``lease_seconds`` renews the lease now
+        and is the length every later renewal uses; ``max_attempts`` is the budget its failures
+        and expired leases count against (a workflow's next stage starts from the item's own)."""
+        wid, agent = validation.work_id(work_id), validation.agent_id(agent_id)
+        lease = "" if lease_seconds is None else str(validation.lease_ms(lease_seconds))
+        budget = "" if max_attempts is None else str(validation.positive_int(max_attempts, "max_attempts"))
+        return self._item("set_options", wid, agent, self._fence(fence), lease, budget, agent=agent)
 
     def reprioritise(self, work_id: str, priority: Priority | str) -> WorkItem:
         """Changes a pending item's priority; it is sent again to the new priority's queue (after
@@ -321,8 +351,11 @@ class Ledger(LedgerDeliveries):
         host: str = "",
         pid: int | None = None,
         node: str = "",
+        handles: Collection[str] | None = None,
     ) -> Agent:
-        """Registers an agent (or updates its record); its metrics are kept."""
+        """Registers an agent (or updates its record); its metrics are kept. ``handles``: the work
+        types its worker has handlers for (``"*"``: any), which ``swarm health`` compares with
+        the work waiting."""
         agent = validation.agent_id(agent_id)
         fields: list[str | int] = [
             "team", validation.team(self.settings.default_team if team is None else team),
@@ -335,6 +368,9 @@ class Ledger(LedgerDeliveries):
             fields += ["role", validation.enum_value(Role, role, "role").value]
         if pid is not None:
             fields += ["pid", validation.positive_int(pid, "pid")]
+        if handles is not None:
+            types = sorted({t if t == "*" else validation.work_type(t) for t in handles})
+            fields += ["handles", ",".join(["*"] if "*" in types else types)]
         reply = self._call("register_agent", agent, *fields)
         return codec.agent_from_hash(codec.pairs(reply[1]))
 

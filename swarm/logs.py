@@ -24,6 +24,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from swarm import tracing
+from swarm.terminal import terminal_safe
 
 Format = Literal["json", "console"]
 
@@ -45,6 +46,12 @@ def add_trace_ids(_logger: WrappedLogger, _method: str, event: EventDict) -> Eve
     if ids is not None:
         event["trace_id"], event["span_id"] = ids
     return event
+
+
+def escape_controls(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """A console line's text values with their control characters escaped (``swarm.terminal``):
+    a logged description or error cannot drive the terminal. JSON lines escape them as JSON."""
+    return {key: terminal_safe(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
 # Run on every line, structlog's own and other libraries' (``foreign_pre_chain``).
@@ -82,7 +89,7 @@ def formatter(fmt: Format, *, colors: bool = False) -> structlog.stdlib.Processo
         tail = [structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
-        tail = [structlog.processors.StackInfoRenderer()]
+        tail = [structlog.processors.StackInfoRenderer(), escape_controls]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],

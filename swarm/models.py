@@ -73,6 +73,7 @@ class EventKind(StrEnum):
     CANCELLED = "cancelled"
     LEASE_EXPIRED = "lease_expired"
     DEAD = "dead"
+    RETRIED = "retried"  # a failed or dead item sent back to pending with a new attempt budget
     REPRIORITISED = "reprioritised"
     REDELIVERED = "redelivered"  # its queue message was lost; the ledger sent another
     AGENT_REGISTERED = "agent_registered"
@@ -133,6 +134,7 @@ class Agent(BaseModel):
     host: str = ""
     pid: int | None = None
     node: str = ""  # the Celery worker node it runs in, e.g. developer@host
+    handles: list[str] | None = None  # its worker's handled work types ("*": any); None: not a worker's
     status: AgentStatus = AgentStatus.IDLE
     last_heartbeat: datetime | None = None
     completed: int = 0

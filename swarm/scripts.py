@@ -29,6 +29,8 @@ SCRIPT_NAMES = (
     "agent_seen",
     "claim_delivery",
     "redeliver",
+    "retry",
+    "set_options",
 )
 
 

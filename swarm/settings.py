@@ -1,4 +1,10 @@
-"""Typed settings: ``SWARM_*`` environment variables, then ``swarm.toml``, then defaults."""
+"""Typed settings: ``SWARM_*`` environment variables, then the settings file ``SWARM_CONFIG`` names
+(``swarm --config``), then defaults.
+
+No settings file is read unless named: a ``swarm.toml`` that happens to sit in the working
+directory (a checkout being worked on, a download) could otherwise point the swarm at another
+Redis, hand Flower its credentials or choose the command the claude executor runs.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ DEFAULT_CLAUDE_MAX_ATTEMPTS = 3  # `claude -p` runs per item
 DEFAULT_ITERATION_S = 14 * 86_400.0  # two weeks
 DEFAULT_PI_ITERATIONS = 5
 DEFAULT_IMPROVE_EVERY_S = 4 * 3600.0
-CONFIG_ENV = "SWARM_CONFIG"  # path of a swarm.toml; default ./swarm.toml when present
+CONFIG_ENV = "SWARM_CONFIG"  # path of the settings file (TOML); unset: none is read
 
 
 class Settings(BaseSettings):
@@ -189,11 +195,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         named = os.environ.get(CONFIG_ENV)
-        toml_path = Path(named or "swarm.toml").expanduser()
-        if named and not toml_path.is_file():
-            raise BadInput(f"{CONFIG_ENV} names {toml_path}, which is not a file")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
+        if named:
+            toml_path = Path(named).expanduser()
+            if not toml_path.is_file():
+                raise BadInput(f"{CONFIG_ENV} names {toml_path}, which is not a file")
             try:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
             except tomllib.TOMLDecodeError as exc:

@@ -14,10 +14,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput, NotFound
-from swarm.ledger import Ledger
-from swarm.models import Status
+
+# The CLI imports this module at start-up (`swarm --help` too, which must not import pydantic):
+# the ledger and its models are imported only when a short id is looked up.
+if TYPE_CHECKING:
+    from swarm.ledger import Ledger
 
 SHORT_DIGITS = 7  # a table's ids: 10**7 tails, so rows of one burst or one day rarely share one
 MIN_TAIL_DIGITS = 4  # the shortest tail a command takes (it must still match one item only)
@@ -70,6 +74,8 @@ def resolve_work_id(ledger: Ledger, text: str) -> str:
 
 
 def _ids_ending_in(ledger: Ledger, tail: str) -> set[str]:
+    from swarm.models import Status  # noqa: PLC0415 - see the imports: not at start-up
+
     pattern = f"work_*{tail}_*"  # the node follows the timestamp: the digits end it
 
     def scan() -> set[str]:

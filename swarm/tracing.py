@@ -26,7 +26,7 @@ import contextvars
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -98,11 +98,31 @@ def setup_tracing(service_name: str) -> bool:
 
 
 def _instrument_celery() -> None:
+    """Instruments Celery; a task's expected exceptions (its ``throws``) leave its run's span as
+    the task left it (``_trace_unexpected_failure``)."""
+    from celery import signals  # noqa: PLC0415
     from opentelemetry.instrumentation.celery import CeleryInstrumentor  # noqa: PLC0415
 
     instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()
+        signals.task_failure.disconnect(CeleryInstrumentor._trace_failure)
+        signals.task_failure.connect(_trace_unexpected_failure, weak=False)
+
+
+def _trace_unexpected_failure(*args: Any, **kwargs: Any) -> None:
+    """The instrumentation's failure handler, but for a task's expected exceptions (its
+    ``throws``), which it means to skip and does not: it looks at billiard's wrapper of the
+    exception, never an instance of them. The execute task's ``ItemFailed`` (Flower's FAILURE
+    state, ``workers/task_states.py``) is one: the run's span keeps the ERROR status and the
+    handler's exception that ``workers.execute`` gave it, the item's error, not ``ItemFailed``'s
+    wording."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor  # noqa: PLC0415
+
+    throws = getattr(kwargs.get("sender"), "throws", None)
+    if throws and isinstance(kwargs.get("exception"), throws):
+        return
+    CeleryInstrumentor._trace_failure(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def flush() -> None:

@@ -12,6 +12,7 @@ from swarm.errors import BadInput
 
 MAX_POINTS = 1_000_000  # a sanity bound on a single item's story points
 MAX_NOTE_BYTES = 64 * 1024  # progress notes are short status lines, not documents
+MAX_SECONDS = 366 * 86_400  # a sanity bound on a timeout: a year
 
 _TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _TEAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -197,3 +198,14 @@ def lease_ms(seconds: object) -> int:
     if not math.isfinite(seconds) or not 0.001 <= seconds <= 86_400:
         raise BadInput(f"lease must be from 0.001 to 86400 seconds, got {seconds}")
     return max(1, round(seconds * 1000))
+
+
+def seconds(value: object, what: str, *, allow_zero: bool = False) -> float:
+    """A finite number of seconds (a timeout), above 0 (or from 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{what} must be a number of seconds, got {_show(value)}")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not math.isfinite(value) or not low_ok or value > MAX_SECONDS:
+        bound = "at least 0" if allow_zero else "above 0"
+        raise BadInput(f"{what} must be {bound} and at most {MAX_SECONDS} seconds, got {value}")
+    return float(value)

@@ -37,6 +37,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    task_revoked,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -50,7 +51,7 @@ from swarm import tracing
 from swarm.calendar import Calendar
 from swarm.celery_app import EXECUTE_TASK, create_app
 from swarm.celery_output import route_worker_messages
-from swarm.dispatch import send
+from swarm.dispatch import enqueue, send
 from swarm.embedded import LOCAL_REDIS_URL
 from swarm.errors import RedisUnavailable, SwarmError
 from swarm.ids import new_agent_id
@@ -59,11 +60,14 @@ from swarm.logs import celery_setup_logging, configure_logging, resolve_format
 from swarm.models import AgentStatus, Role
 from swarm.settings import get_settings
 from swarm.workflows import load_workflows
-from workers.execute import execute
+from workers import serving
+from workers.execute import execute, no_handler
 from workers.guard import install as install_poison_guard
 from workers.handlers import import_handler_modules, registry
 from workers.reaper import UpkeepThread
+from workers.revokes import RunningRevokes, on_task_revoked
 from workers.shutdown import GraceTimer
+from workers.task_states import ItemFailed, task_result
 
 REDIS_OUTAGE_PATIENCE_S = 120.0  # how long a delivered task waits for Redis to come back
 REDIS_RETRY_PAUSE_S = 1.0  # between its tries meanwhile
@@ -99,6 +103,13 @@ def _redirect_stdouts(**_: Any) -> None:
     """print() in a task becomes a log line, as Celery does when it sets up logging itself."""
     if app.conf.worker_redirect_stdouts:
         app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+
+@celeryd_after_setup.connect
+def _record_served_roles(instance: Any = None, **_: Any) -> None:
+    """The roles of the queues this worker consumes (after ``-Q``): the only ones it claims for."""
+    if instance is not None:
+        serving.record(settings, instance.app.amqp.queues.consume_from)
 
 
 @worker_init.connect
@@ -138,8 +149,9 @@ def _process_agent(pid: int, role: Role, node: str) -> str:
         if (pid, role) not in _agents:
             agent_id = new_agent_id()
             _process_ledger(pid).register_agent(
-                agent_id, role=role, host=socket.gethostname(), pid=pid, node=node
-            )
+                agent_id, role=role, host=socket.gethostname(), pid=pid, node=node,
+                handles=registry.types(role),
+            )  # fmt: skip
             _agents[(pid, role)] = agent_id
         return _agents[(pid, role)]
 
@@ -171,7 +183,8 @@ def _bind_item(task_id: str = "", task: Any = None, args: Any = None, **_: Any) 
     work_id, role = str(args[0]), str(args[2])
     known: dict[str, str] = {"work_id": work_id, "role": role}
     with contextlib.suppress(SwarmError, ValueError):
-        known["agent_id"] = _process_agent(os.getpid(), Role(role), task.request.hostname or "")
+        if serving.serves(Role(role)):  # no agent for a role this worker does not serve
+            known["agent_id"] = _process_agent(os.getpid(), Role(role), task.request.hostname or "")
     _log_context[task_id] = bind_contextvars(**known)
 
 
@@ -182,10 +195,21 @@ def _unbind_item(task_id: str = "", **_: Any) -> None:
         reset_contextvars(**tokens)
 
 
-@app.task(name=EXECUTE_TASK, ignore_result=True)
+@app.task(name=EXECUTE_TASK, ignore_result=True, throws=(ItemFailed,))
 def execute_item(work_id: str, work_type: str, role: str) -> str:
-    """Runs one work item: claim, handler, fenced outcome (a retry is sent after its backoff)."""
-    del work_type  # carried for Flower; the ledger's item is the truth
+    """Runs one work item: claim, handler, fenced outcome (a retry is sent after its backoff).
+
+    Its Celery state is the outcome's (``workers/task_states.py``). A message of a role this
+    worker does not serve goes on to that role's queue, and an item no handler here can run is
+    left for a worker that has one: neither is claimed, nor costs the item an attempt.
+    """
+    if not serving.serves(Role(role)):
+        app.send_task(EXECUTE_TASK, args=[work_id, work_type, role])  # the router: its role's queue
+        return f"left: this worker does not serve role {role}; re-sent to its queue"
+    handles = registry.types(Role(role))
+    if not handles:
+        no_handler(work_type, role)
+        return f"left: no handler for role {role} here; {work_id} is left for a worker that has one"
     pid = os.getpid()
     ledger = _process_ledger(pid)
     agent_id = _process_agent(pid, Role(role), execute_item.request.hostname or "")
@@ -197,7 +221,7 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
         try:
             run = execute(
                 ledger, work_id, agent_id, handlers=registry, workflows=workflows, role=role,
-                delivery_id=delivery_id,
+                delivery_id=delivery_id, handles=handles,
             )  # fmt: skip
             break
         except RedisUnavailable:
@@ -209,7 +233,12 @@ def execute_item(work_id: str, work_type: str, role: str) -> str:
             time.sleep(REDIS_RETRY_PAUSE_S)
     if run.next_dispatch is not None:  # the workflow's next stage, created with this completion
         send(app, ledger, run.next_dispatch)
-    return run.outcome.value
+    if run.redirect is not None:  # a message of another role's item: to that role's queue
+        enqueue(app, settings, run.redirect)
+    return task_result(run, execute_item.send_event)
+
+
+task_revoked.connect(on_task_revoked(EXECUTE_TASK, process_ledger), weak=False)  # revoke = cancel
 
 
 _upkeep: list[UpkeepThread] = []
@@ -222,9 +251,14 @@ def _start_upkeep(sender: Any = None, **_: Any) -> None:
     ledger = _process_ledger(pid)  # thread-safe: one pool per process
     with contextlib.suppress(SwarmError):  # the calendar starts when the swarm first runs
         Calendar.load(ledger)
-    if settings.worker_role is not None:  # registered now, so an idle worker shows up as alive
-        _process_agent(pid, settings.worker_role, str(getattr(sender, "hostname", "") or ""))
-    upkeep = UpkeepThread(ledger, lambda dispatch: send(app, ledger, dispatch), lambda: _agents_of(pid))
+    for role in sorted(serving.served()):  # registered now, so an idle worker shows up as alive
+        _process_agent(pid, role, str(getattr(sender, "hostname", "") or ""))
+    upkeep = UpkeepThread(
+        ledger,
+        lambda dispatch: send(app, ledger, dispatch),
+        lambda: _agents_of(pid),
+        also=RunningRevokes(ledger, EXECUTE_TASK),
+    )
     upkeep.start()
     _upkeep.append(upkeep)
 

@@ -20,9 +20,9 @@ class HandlerContext:
     """Progress, artifacts, cancellation and a bound logger for one claimed item.
 
     Every write carries the claim's fencing token, so a handler whose lease was lost cannot
-    change the item; ``lease_lost`` and ``cancelled`` tell it to stop early. ``clock`` says when
-    the lease runs out by the server's reckoning: a write that cannot reach Redis is tried again
-    until then (``workers.outage``).
+    change the item; ``lease_lost``, ``cancelled`` and ``timed_out`` tell it to stop early.
+    ``clock`` says when the lease runs out by the server's reckoning: a write that cannot reach
+    Redis is tried again until then (``workers.outage``).
     """
 
     def __init__(
@@ -47,6 +47,7 @@ class HandlerContext:
         self.send_back_reason: str | None = None
         self._cancelled = threading.Event()
         self._lease_lost = threading.Event()
+        self._timed_out = threading.Event()
         lease = lease_seconds or claim_lease_seconds(item) or ledger.settings.lease_seconds
         self.clock = LeaseClock(lease, time.monotonic() if claim_sent_at is None else claim_sent_at)
 
@@ -59,6 +60,11 @@ class HandlerContext:
     def lease_lost(self) -> bool:
         """True once the lease was lost: the handler's result will be refused."""
         return self._lease_lost.is_set()
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the handler ran past its ``timeout`` option: it is being stopped."""
+        return self._timed_out.is_set()
 
     def progress(self, percent: int, note: str = "") -> None:
         """Reports progress (0-100), in a ``swarm.progress`` span; it also renews the lease.
@@ -117,6 +123,9 @@ class HandlerContext:
 
     def mark_lease_lost(self) -> None:
         self._lease_lost.set()
+
+    def mark_timed_out(self) -> None:
+        self._timed_out.set()
 
 
 def claim_lease_seconds(item: WorkItem) -> float | None:

@@ -2,7 +2,9 @@
 
 This is the whole of what the Celery execute task does with an item. A transient failure goes
 back to pending with a backoff (``backoff_seconds``) after which the dispatch sweep sends it
-again. A duplicate delivery finds the item claimed or finished and does nothing.
+again. A duplicate delivery finds the item claimed or finished and does nothing. A handler's
+options give the claim its lease and attempt budget before it starts (``_with_options``), and
+its timeout stops it (``workers.time_limit``).
 
 Observability: the claim and the outcome's write each run in a span (``swarm.claim``, then
 ``swarm.complete``, ``swarm.fail`` or ``swarm.release``), children of the current span (the
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -32,17 +35,20 @@ from swarm.errors import (
     ClaimConflict,
     InvalidTransition,
     LeaseLost,
+    Misrouted,
     NotFound,
     NotOwner,
     SwarmError,
+    Unhandled,
 )
 from swarm.ledger import Dispatch, Handoff, Ledger
-from swarm.models import Role, Status, WorkItem
+from swarm.models import Priority, Role, Status, WorkItem
 from swarm.workflows import SendBackLimit, Workflow, load_workflows, next_handoff
 from workers.context import HandlerContext
-from workers.handlers import HandlerRegistry, PermanentError, TransientError, registry
+from workers.handlers import HandlerOptions, HandlerRegistry, PermanentError, TransientError, registry
 from workers.lease import LeaseKeeper, tuning
 from workers.outage import OutageOutlastedLease, within_lease
+from workers.time_limit import run_limited
 
 BACKOFF_BASE_S = 1.0  # first retry after about 1 s, then 2 s, 4 s, ...
 BACKOFF_CAP_S = 300.0  # never wait longer than 5 minutes between tries
@@ -59,6 +65,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     LEASE_LOST = "lease_lost"  # another holder took over; this run's result was not written
     SKIPPED = "skipped"  # not claimable (a duplicate delivery, or finished meanwhile)
+    LEFT = "left"  # not run here (no handler for its type, another role's): left for another worker
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Execution:
     detail: str = ""
 
     handoff: Handoff | None = None  # where the completion handed the work on to
+    redirect: Dispatch | None = None  # a misrouted message's item: its own role's queue
 
     @property
     def next_id(self) -> str | None:
@@ -83,6 +91,24 @@ class Execution:
             return None
         role = Role(self.handoff.role)
         return Dispatch(item.next_id, item.type, role, item.priority, traceparent=item.traceparent)
+
+
+_said: set[tuple[str, str]] = set()  # (type, role) pairs this process said it has no handler for
+_said_lock = threading.Lock()
+
+
+def no_handler(type: str, role: str) -> None:
+    """Says, once per type and role in a process, that items of that type are left for others."""
+    with _said_lock:
+        first = (type, role) not in _said
+        _said.add((type, role))
+    if first:
+        log.warning(
+            "no_handler",
+            type=type,
+            role=role,
+            detail="no handler here: its items are left untouched for a worker that has one (said once)",
+        )
 
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -112,13 +138,16 @@ def execute(
     lease_seconds: float | None = None,
     role: Role | str | None = None,
     delivery_id: str | None = None,
+    handles: Collection[str] | None = None,
 ) -> Execution:
     """Claims ``work_id`` for ``agent_id``, runs its handler, and records the outcome.
 
     With ``role`` it is a queue message's claim (``Ledger.claim_delivery``): the role's most
-    urgent owed item, normally ``work_id``; ``delivery_id`` (the message's task id) makes a
-    retried claim get back the item it already claimed. Without ``lease_seconds``, the claim uses
-    the lease the improvement cycle tuned for the item's role, else the default.
+    urgent owed item of a type in ``handles`` (default: any), normally ``work_id``;
+    ``delivery_id`` (the message's task id) makes a retried claim get back the item it already
+    claimed. An item of another type, or of another role than the message's, is left untouched
+    (``Outcome.LEFT``). Without ``lease_seconds``, the claim uses the lease the improvement
+    cycle tuned for the item's role, else the default.
     """
     known = {"work_id": work_id, "agent_id": agent_id}
     if role is not None:
@@ -134,11 +163,21 @@ def execute(
                     item = ledger.claim(work_id, agent_id, lease_seconds=lease_seconds)
                 else:  # a queue message: this item, or another its role still owes a delivery
                     item = ledger.claim_delivery(
-                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id
-                    )
+                        work_id, agent_id, role, lease_seconds=lease_seconds, delivery_id=delivery_id,
+                        handles=handles,
+                    )  # fmt: skip
                 tracing.annotate(span, item)
+        except Unhandled as exc:
+            no_handler(exc.type, exc.role)
+            return Execution(work_id, Outcome.LEFT, detail=str(exc))
+        except Misrouted as exc:
+            log.warning("misrouted", detail=str(exc))
+            home = Dispatch(work_id, exc.type, Role(exc.role), Priority(exc.priority))
+            return Execution(work_id, Outcome.LEFT, detail=str(exc), redirect=home)
         except (ClaimConflict, InvalidTransition, NotFound) as exc:
             log.info("skipped", reason=str(exc))
+            if isinstance(exc, InvalidTransition) and exc.status == Status.CANCELLED.value:
+                return Execution(work_id, Outcome.CANCELLED, detail=str(exc))  # its message's item
             return Execution(work_id, Outcome.SKIPPED, detail=str(exc))
         if item.id != work_id:
             log.info("claimed_instead", work_id=item.id, message_work_id=work_id)
@@ -164,16 +203,31 @@ def _run(
     ctx = HandlerContext(ledger, item, agent_id, lease_seconds=lease, claim_sent_at=claim_sent_at)
     wid, fence = item.id, ctx.fence
     handler = handlers.find(item.type, item.role)
-    if handler is None:
-        reason = f"no handler for type {item.type!r} on role {item.role.value}"
-        return _fail(ctx, reason)
+    if handler is None:  # a claim by id (a queue message's claim takes only handled types)
+        no_handler(item.type, item.role.value)
+        back = Landing(frozenset({Status.PENDING, Status.CANCELLED}), attempts=item.attempts)
+        run = _recorded(ctx, "release", lambda: ledger.release(wid, agent_id, fence=fence), back)
+        left = f"no handler for type {item.type!r} on role {item.role.value} here; released untouched"
+        if run.outcome is Outcome.RETRY:  # back in pending, untouched: no attempt spent
+            return dataclasses.replace(run, outcome=Outcome.LEFT, detail=left)
+        return run
+    options = handler.options
+    adopted = _with_options(ctx, options, lease, claim_sent_at)
+    if isinstance(adopted, Execution):
+        return adopted
+    ctx, item = adopted, adopted.item
+    lease = ctx.clock.lease_seconds
     ctx.log.debug("started", type=item.type, fence=fence, attempts=item.attempts)
     failure: tuple[str, bool] | None = None  # (reason, retry)
     raised: Exception | None = None  # the handler's exception, for the run's span
     result: Any = None
+
+    def stuck(reason: str) -> None:  # a handler past its timeout that did not stop (time_limit)
+        _fail(ctx, f"transient: {reason}", retry=True, backoff=backoff_seconds(item.attempts + 1))
+
     with LeaseKeeper(ctx, lease):
         try:
-            result = handler.fn(item, ctx)
+            result = run_limited(handler.fn, item, ctx, options.timeout, on_stuck=stuck)
         except LeaseLost as exc:  # a progress report found the lease gone (ctx.lease_lost is set)
             ctx.mark_lease_lost()
             ctx.log.warning("handler_lost_lease", reason=str(exc))
@@ -210,6 +264,35 @@ def _run(
         return dataclasses.replace(run, handoff=handoff)
     except BadInput as exc:  # e.g. a result that is not JSON: nothing was written
         return _fail(ctx, f"unrecordable result: {exc}")
+
+
+def _with_options(
+    ctx: HandlerContext, options: HandlerOptions, lease: float, claim_sent_at: float | None
+) -> HandlerContext | Execution:
+    """The claim takes its handler's lease and attempt budget, in one fenced write before the
+    handler starts (nothing is written when they are the claim's already)."""
+    item = ctx.item
+    renew = options.lease if options.lease not in (None, lease) else None
+    budget = options.max_attempts if options.max_attempts not in (None, item.max_attempts) else None
+    if renew is None and budget is None:
+        return ctx
+    ledger, agent_id, fence = ctx.ledger, ctx.agent_id, ctx.fence
+    sent = time.monotonic()
+    try:
+        updated = within_lease(
+            lambda: ledger.set_options(
+                item.id, agent_id, fence=fence, lease_seconds=renew, max_attempts=budget
+            ),
+            ctx.clock,
+            "options",
+            wait=_pause,
+        )
+    except (LeaseLost, NotOwner) as exc:
+        ctx.log.warning("lease_lost", during="options", reason=str(exc))
+        return Execution(item.id, Outcome.LEASE_LOST, detail=str(exc))
+    if renew is None:
+        return HandlerContext(ledger, updated, agent_id, lease_seconds=lease, claim_sent_at=claim_sent_at)
+    return HandlerContext(ledger, updated, agent_id, lease_seconds=renew, claim_sent_at=sent)
 
 
 REASON_MAX_CHARS = 8192  # a failure's reason is kept to this; a handler's message may be anything

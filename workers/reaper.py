@@ -76,10 +76,17 @@ class UpkeepThread:
     renews this process's agents' heartbeats (``agents()``) every third of a lease, so that an
     idle worker reads as alive. None of it takes a pool slot."""
 
-    def __init__(self, ledger: Ledger, send: Send, agents: Callable[[], list[str]] = list) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        send: Send,
+        agents: Callable[[], list[str]] = list,
+        also: Callable[[], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.send = send
         self.agents = agents
+        self.also = also  # run at every sweep too (the worker's check for revoked running tasks)
         self.redelivery = Redelivery(ledger, send)
         self._seen_every = ledger.settings.lease_seconds / 3
         self._redeliver_every = ledger.settings.redeliver_interval_seconds
@@ -107,6 +114,8 @@ class UpkeepThread:
                     next_reap = time.monotonic() + self._reap_every
                     reap(self.ledger)
                 sweep(self.ledger, self.send)
+                if self.also is not None:
+                    self.also()
                 if time.monotonic() >= next_redelivery:
                     next_redelivery = time.monotonic() + self._redeliver_every
                     self.redelivery.run_once()

@@ -10,14 +10,15 @@ next message of its role. What a loss leaves behind is one message too few for t
 items, which this pass puts right.
 
 Each pass observes the broker in one atomic step (MULTI): the Redis clock and the length of each
-of the role's queues, with kombu's priority sub-queues. ``Ledger.redeliver`` counts the owed
-items that no queued message covers, and sends that many messages, but never more than every
-pass of the last in-flight window also found missing: a message on its way from a consumer's
-pop to its claim looks missing for a moment, a lost one for good. A lost message is so replaced
-about one in-flight window (``in_flight_seconds``: the larger of 2 s and the pass interval) plus
-one pass (``redeliver_interval``, lease / 4, at most 5 s) after it was lost. Every worker runs
-the pass (``UpkeepThread``); a re-send holds off the other workers' passes for the role for one
-interval, by which time the new messages are there to be counted.
+of the role's queues, with kombu's priority sub-queues (``Keys.broker_lists``, under the
+namespace's kombu key prefix). ``Ledger.redeliver`` counts the owed items that no queued message
+covers, and sends that many messages, but never more than every pass of the last in-flight
+window also found missing: a message on its way from a consumer's pop to its claim looks missing
+for a moment, a lost one for good. A lost message is so replaced about one in-flight window
+(``in_flight_seconds``: the larger of 2 s and the pass interval) plus one pass
+(``redeliver_interval``, lease / 4, at most 5 s) after it was lost. Every worker runs the pass
+(``UpkeepThread``); a re-send holds off the other workers' passes for the role for one interval,
+by which time the new messages are there to be counted.
 """
 
 from __future__ import annotations
@@ -34,15 +35,7 @@ from swarm.models import Role
 
 log = structlog.get_logger("swarm.redelivery")
 
-KOMBU_PRIORITY_SEP = "\x06\x16"  # kombu.transport.redis.Channel.sep
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS: 0 is the queue itself
-
 Send = Callable[[Dispatch], None]
-
-
-def kombu_lists(queue: str) -> list[str]:
-    """The Redis lists kombu keeps for one queue: the queue itself and its priority sub-queues."""
-    return [queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}" for step in KOMBU_PRIORITY_STEPS]
 
 
 class Redelivery:
@@ -53,8 +46,9 @@ class Redelivery:
         self.send = send
         self.clock = clock
         settings = ledger.settings
+        keys = ledger.keys
         self.lists = {
-            r: [key for queue in role_queues(settings, r) for key in kombu_lists(queue)] for r in Role
+            r: [key for queue in role_queues(settings, r) for key in keys.broker_lists(queue)] for r in Role
         }
         self.window_s = settings.in_flight_seconds
         self.hold_s = settings.redeliver_interval_seconds

@@ -13,7 +13,6 @@ advisor never stops a cycle: the analyser's proposals go on without it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import datetime
@@ -29,7 +28,7 @@ from swarm.models import WorkItem
 from swarm.settings import Settings
 from workers.context import HandlerContext
 from workers.executors import process
-from workers.executors.claude import LEDGER_SECRETS, STDOUT_LIMIT_BYTES
+from workers.executors.claude import STDOUT_LIMIT_BYTES
 from workers.executors.envelope import MalformedEnvelope, parse_envelope
 from workers.handlers import PermanentError, TransientError
 
@@ -87,10 +86,6 @@ def _context(ledger: Ledger, cycle_id: str, now: datetime) -> HandlerContext:
     return HandlerContext(ledger, item, "improve")
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in LEDGER_SECRETS}
-
-
 def advise(ledger: Ledger, discovery: Discovery, cycle_id: str) -> AdvisorReport:
     """Runs the advisor once; its proposals, or the reason they were ignored."""
     settings = ledger.settings
@@ -106,7 +101,7 @@ def advise(ledger: Ledger, discovery: Discovery, cycle_id: str) -> AdvisorReport
             stdin=prompt(discovery, settings).encode(),
             timeout=settings.improve_advisor_timeout,
             cwd=None,
-            env=_env(),
+            env={},  # the worker's environment, without the ledger's credentials
             stdout_limit=STDOUT_LIMIT_BYTES,
             stderr_limit=STDERR_LIMIT_BYTES,
         )

@@ -6,8 +6,7 @@ import socket
 
 import typer
 
-from swarm.cli import render
-from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, print_model, run
+from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, print_line, print_model, run
 from swarm.ids import new_agent_id, new_work_id
 
 
@@ -34,7 +33,7 @@ def register(
         if as_json:
             print_model(agent)
         else:
-            out.print(f"registered {agent.id}", markup=False)
+            print_line(f"registered {agent.id}")
 
     run(as_json, body)
 
@@ -48,7 +47,9 @@ def agents(as_json: bool = JSON_OPTION) -> None:
         if as_json:
             print_json([a.model_dump(mode="json") for a in found])
         else:
-            out.print(render.AgentsTable(found))
+            from swarm.cli import render
+
+            out().print(render.AgentsTable(found))
 
     run(as_json, body)
 

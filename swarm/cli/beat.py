@@ -6,10 +6,7 @@ import os
 
 import typer
 
-from swarm.cli.celery_command import run_celery
 from swarm.cli.runtime import load_settings, run
-from swarm.embedded import resolve_redis
-from swarm.settings import get_settings
 
 
 def beat(
@@ -23,11 +20,15 @@ def beat(
     """
 
     def body() -> None:
+        from swarm.cli.celery_command import run_celery
+        from swarm.embedded import resolve_redis
+        from swarm.settings import get_settings
+
         settings = load_settings()
         with resolve_redis(settings.redis_url) as target:
             os.environ["REDIS_URL"] = target.url
             get_settings.cache_clear()
-            from ceremonies.beat import app  # noqa: PLC0415 - built from the environment set above
+            from ceremonies.beat import app  # built from the environment set above
 
             run_celery(app, ["beat", "--loglevel", loglevel, *(celery_args or [])])
 

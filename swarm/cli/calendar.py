@@ -4,18 +4,18 @@ falls in it, where its settings came from, and ``swarm calendar set`` to change 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 from typer.core import TyperGroup
 
-from swarm.calendar import Calendar, Placement
-from swarm.calendar_store import Agreement, StoredCalendar, agree, change, changes, show, validate
 from swarm.cli.runtime import JSON_OPTION, ledger_session, out, print_json, run
 from swarm.errors import BadInput
-from swarm.ledger import Ledger
-from swarm.short_ids import resolve_work_id
+
+if TYPE_CHECKING:
+    from swarm.calendar import Calendar, Placement
+    from swarm.calendar_store import Agreement, StoredCalendar
+    from swarm.ledger import Ledger
 
 OPTIONS = {  # calendar setting -> its `swarm calendar set` option
     "iteration_length": "--iteration-length",
@@ -97,15 +97,17 @@ def _summary(cal: Calendar, now: datetime, agreement: Agreement) -> dict[str, An
 
 def _print_summary(cal: Calendar, now: datetime, agreement: Agreement, summary: dict[str, Any]) -> None:
     """The summary, its lines wrapped at the terminal's width (80 columns or more)."""
-    out.print(
+    from rich.table import Table
+
+    out().print(
         f"PI {summary['pi']}, iteration {summary['iteration']} (ART Sync {summary['art_sync']}); "
         f"iterations of {summary['iteration_length']}, {cal.iterations_per_pi} per PI, "
         f"since {_short(cal.epoch)}",
         soft_wrap=False,
     )
-    out.print(_origin(agreement.stored, agreement.stored_now), soft_wrap=False)
+    out().print(_origin(agreement.stored, agreement.stored_now), soft_wrap=False)
     for d in agreement.differences:
-        out.print(
+        out().print(
             f"differs: this process has {d.env}={d.local}, the stored calendar {d.stored}: the stored one "
             "is used (change it with `swarm calendar set`)",
             style="yellow",
@@ -122,7 +124,7 @@ def _print_summary(cal: Calendar, now: datetime, agreement: Agreement, summary: 
             _time(period.end),
             "now" if period.contains(now) else "",
         )
-    out.print(table)
+    out().print(table)
 
 
 def _time(at: datetime) -> str:
@@ -139,6 +141,10 @@ def show_calendar(
     iterations, or where an item's times fall (``swarm calendar [WORK_ID]`` is the same)."""
 
     def body() -> None:
+        from swarm.calendar import Calendar
+        from swarm.calendar_store import agree
+        from swarm.short_ids import resolve_work_id
+
         with ledger_session() as ledger:
             agreement = agree(ledger)
             cal = Calendar.of(agreement.stored)
@@ -155,7 +161,7 @@ def show_calendar(
                 print_json({"work_id": item.id, **placed})
                 return
             for name, where in placed.items():
-                out.print(f"{name:>12}: " + ("-" if where is None else f"{where['key']}  ({where['at']})"))
+                out().print(f"{name:>12}: " + ("-" if where is None else f"{where['key']}  ({where['at']})"))
             return
         summary = _summary(cal, now, agreement)
         if as_json:
@@ -169,6 +175,8 @@ def show_calendar(
 def _wanted(raw: dict[str, str | None]) -> dict[str, Any]:
     """The settings to change, checked by each setting's own rules; ``--start now`` stays "now"
     (the Redis server's clock, read once connected)."""
+    from swarm.calendar_store import validate
+
     given = {name: value for name, value in raw.items() if value is not None}
     if not given:
         raise BadInput("nothing to change: give " + ", ".join(OPTIONS.values()))
@@ -182,7 +190,7 @@ def _wanted(raw: dict[str, str | None]) -> dict[str, Any]:
 
 def _stored_reports(ledger: Ledger) -> dict[str, list[str]]:
     """Each ceremony's stored report periods, oldest first (the periods a change re-places)."""
-    from ceremonies.registry import ceremonies  # noqa: PLC0415 - only `set` needs the ceremonies
+    from ceremonies.registry import ceremonies  # only `set` needs the ceremonies
 
     names = list(ceremonies())
     pipe = ledger.client.pipeline(transaction=False)
@@ -193,6 +201,8 @@ def _stored_reports(ledger: Ledger) -> dict[str, list[str]]:
 
 
 def _refusal(reports: dict[str, list[str]], moving: dict[str, tuple[Any, Any]]) -> BadInput:
+    from swarm.calendar_store import show
+
     count = sum(len(keys) for keys in reports.values())
     listed = ", ".join(f"{name} {len(keys)}" for name, keys in reports.items())
     example = next(iter(reports.values()))[0]
@@ -209,14 +219,16 @@ def _refusal(reports: dict[str, list[str]], moving: dict[str, tuple[Any, Any]]) 
 def _print_change(
     before: StoredCalendar, after: StoredCalendar, cal: Calendar, now: datetime, kept: int
 ) -> None:
-    out.print(f"calendar changed (version {before.version} -> {after.version}):")
+    from swarm.calendar_store import changes, show
+
+    out().print(f"calendar changed (version {before.version} -> {after.version}):")
     for name, (old, new) in changes(before, {n: after.value(n) for n in OPTIONS}).items():
-        out.print(f"  {name}: {show(name, old)} -> {show(name, new)}")
+        out().print(f"  {name}: {show(name, old)} -> {show(name, new)}")
     where = cal.current_iteration(now)
-    out.print(f"now PI {where.pi}, iteration {where.key}; beat and workers follow it at their next check")
+    out().print(f"now PI {where.pi}, iteration {where.key}; beat and workers follow it at their next check")
     if kept:
         one = "1 stored ceremony report keeps the period it was written for"
-        out.print(
+        out().print(
             one if kept == 1 else f"{kept} stored ceremony reports keep the periods they were written for"
         )
 
@@ -244,6 +256,9 @@ def set_calendar(
     """
 
     def body() -> None:
+        from swarm.calendar import Calendar
+        from swarm.calendar_store import Agreement, agree, change, changes, show
+
         wanted = _wanted(
             {
                 "iteration_length": iteration_length,
@@ -278,6 +293,6 @@ def set_calendar(
         elif moving:
             _print_change(before, after, cal, now, kept)
         else:
-            out.print(f"the calendar has these settings already (version {after.version}); nothing changed")
+            out().print(f"the calendar has these settings already (version {after.version}); nothing changed")
 
     run(as_json, body)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ceremonies import render, store
-from ceremonies.registry import Ceremony
-from ceremonies.registry import ceremony as find_ceremony
-from ceremonies.report import CeremonyReport
-from swarm.calendar import Calendar, period_key
 from swarm.cli.runtime import JSON_OPTION, err, ledger_session, out, print_model, run
 from swarm.errors import BadInput, NotFound, SwarmError
-from swarm.ledger import Ledger
+
+if TYPE_CHECKING:
+    from ceremonies.registry import Ceremony
+    from ceremonies.report import CeremonyReport
+    from swarm.calendar import Calendar
+    from swarm.ledger import Ledger
 
 WAIT_FOR_WRITER_S = 10.0  # how long --now waits for a report another process is writing
 POLL_S = 0.1
@@ -28,6 +29,9 @@ POLL_S = 0.1
 
 def stored(chosen: Ceremony, ledger: Ledger, period: str | None) -> CeremonyReport:
     """The stored report of ``period``, or the latest one."""
+    from ceremonies import store
+    from swarm.calendar import period_key
+
     hint = f"run `swarm ceremony {chosen.name} --now` to write the due one"
     if period is None:
         report = store.latest(chosen, ledger)
@@ -52,6 +56,9 @@ def first_due(chosen: Ceremony, calendar: Calendar, now: datetime) -> datetime:
 
 def run_now(chosen: Ceremony, ledger: Ledger) -> tuple[CeremonyReport, bool]:
     """The due period's report, written now unless it exists; True when this call wrote it."""
+    from ceremonies import store
+    from swarm.calendar import Calendar
+
     calendar = Calendar.load(ledger)
     now = ledger.server_time()
     period = chosen.due(calendar, now)
@@ -72,6 +79,8 @@ def run_now(chosen: Ceremony, ledger: Ledger) -> tuple[CeremonyReport, bool]:
 
 
 def write_markdown(report: CeremonyReport, path: Path) -> None:
+    from ceremonies import render
+
     try:
         path.write_text(render.markdown(report), encoding="utf-8")
     except OSError as exc:
@@ -94,6 +103,9 @@ def ceremony(
     """Show a ceremony's stored report (the latest by default), or run it now with --now."""
 
     def body() -> None:
+        from ceremonies import render
+        from ceremonies.registry import ceremony as find_ceremony
+
         chosen = find_ceremony(name)
         if now and period is not None:
             raise BadInput("--now runs the due period; --period shows a stored one: use one of them")
@@ -110,9 +122,9 @@ def ceremony(
         else:
             if now:
                 done = "written now" if wrote else "stored already"
-                out.print(f"{chosen.title} {report.period.key}: {done}", markup=False)
-            out.print(render.rich(report))
+                out().print(f"{chosen.title} {report.period.key}: {done}", markup=False)
+            out().print(render.rich(report))
         if markdown_file is not None:
-            (err if as_json else out).print(f"wrote Markdown to {markdown_file}", markup=False)
+            (err if as_json else out)().print(f"wrote Markdown to {markdown_file}", markup=False)
 
     run(as_json, body)

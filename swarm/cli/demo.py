@@ -16,24 +16,18 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import typer
-from rich.live import Live
 
-from ceremonies import store
-from ceremonies.registry import ceremony
-from ceremonies.tasks import run_ceremony
-from swarm.cli import demo_ceremonies
-from swarm.cli.demo_view import board, chain, finished, report
 from swarm.cli.runtime import load_settings, out, run
-from swarm.cli.up import check_files, fleet_env, swarm_redis
-from swarm.connection import redact
 from swarm.errors import SwarmError
-from swarm.facade import Swarm
-from swarm.ledger import Ledger
-from swarm.models import Role, WorkItem
-from swarm.settings import Settings
-from workers.fleet import Fleet
+
+if TYPE_CHECKING:
+    from swarm.facade import Swarm
+    from swarm.ledger import Ledger
+    from swarm.models import WorkItem
+    from swarm.settings import Settings
 
 DEMO_HANDLERS = "workers.demo"
 SLOTS_PER_ROLE = 2
@@ -52,6 +46,8 @@ FEATURES = (  # (title, priority, points, seconds per stage)
 
 
 def submit_backlog(client: Swarm) -> list[WorkItem]:
+    from swarm.models import Role
+
     roots = [
         client.submit(
             "feature", title, workflow="feature", priority=priority, points=points, team="web",
@@ -74,14 +70,18 @@ def submit_backlog(client: Swarm) -> list[WorkItem]:
     return roots
 
 
-Chains = list[list[WorkItem]]
+Chains: TypeAlias = "list[list[WorkItem]]"
 
 
 def watch(client: Swarm, roots: list[WorkItem], timeout: float, logs: Path) -> tuple[Chains, float]:
     """Redraws the board until every item's chain has ended; returns the chains and the time taken."""
+    from rich.live import Live
+
+    from swarm.cli.demo_view import board, chain, finished
+
     started = time.monotonic()
     chains = [chain(client.ledger, r.id) for r in roots]
-    with Live(board(chains, 0.0), console=out, refresh_per_second=1 / REFRESH_S) as live:
+    with Live(board(chains, 0.0), console=out(), refresh_per_second=1 / REFRESH_S) as live:
         while not all(finished(c) for c in chains):
             if time.monotonic() - started > timeout:
                 raise SwarmError(f"the backlog did not finish within {timeout:.0f}s (logs in {logs})")
@@ -93,6 +93,9 @@ def watch(client: Swarm, roots: list[WorkItem], timeout: float, logs: Path) -> t
 
 def with_calendar(settings: Settings, client: Swarm) -> tuple[Settings, dict[str, str]]:
     """The demo's compressed calendar, starting now, as settings and as the fleet's environment."""
+    from swarm.cli import demo_ceremonies
+    from swarm.settings import Settings
+
     env = demo_ceremonies.compressed(settings)
     start = client.ledger.server_time()
     env["SWARM_CALENDAR_START"] = start.isoformat()
@@ -102,6 +105,9 @@ def with_calendar(settings: Settings, client: Swarm) -> tuple[Settings, dict[str
 
 def wait_for_inspect_adapt(ledger: Ledger, timeout: float) -> None:
     """Waits until PI 1's Inspect & Adapt is stored (beat writes it when the PI ends)."""
+    from ceremonies import store
+    from ceremonies.registry import ceremony
+
     chosen = ceremony("inspect-adapt")
     deadline = time.monotonic() + timeout
     while not store.exists(chosen, ledger, "PI1"):
@@ -116,6 +122,15 @@ def demo(
     """Start every role's worker, run a sample backlog through the value stream, and report."""
 
     def body() -> None:
+        from ceremonies.tasks import run_ceremony
+        from swarm.cli import demo_ceremonies
+        from swarm.cli.demo_view import report
+        from swarm.cli.up import check_files, fleet_env, swarm_redis
+        from swarm.connection import redact
+        from swarm.facade import Swarm
+        from swarm.models import Role
+        from workers.fleet import Fleet
+
         settings = load_settings()
         check_files(settings, beat=True)
         with swarm_redis(settings) as target:
@@ -124,26 +139,28 @@ def demo(
                 settings = settings.model_copy(update={"key_prefix": f"demo-{secrets.token_hex(4)}"})
                 where = f"REDIS_URL, prefix {settings.key_prefix}"
             logs = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
-            out.print(f"swarm demo on {redact(target.url)} ({where})")
-            out.print(f"starting a worker per role, {SLOTS_PER_ROLE} slots each (logs in {logs})")
+            out().print(f"swarm demo on {redact(target.url)} ({where})")
+            out().print(f"starting a worker per role, {SLOTS_PER_ROLE} slots each (logs in {logs})")
             with Swarm(target.url, agent_id="demo-pm", settings=settings) as first:
                 settings, calendar_env = with_calendar(settings, first)
             with Swarm(target.url, agent_id="demo-pm", settings=settings) as client:
                 roots = submit_backlog(client)
-                out.print(run_ceremony(client.ledger, "pi-planning"), f"({len(roots)} items in the backlog)")
+                out().print(
+                    run_ceremony(client.ledger, "pi-planning"), f"({len(roots)} items in the backlog)"
+                )
                 env = {**fleet_env(target, DEMO_HANDLERS, settings), **calendar_env}
                 fleet = Fleet(env, log_dir=logs, grace_seconds=DEMO_GRACE_S)
                 for role in Role:
                     fleet.add_worker(role, concurrency=SLOTS_PER_ROLE)
                 fleet.add_beat()
                 with fleet:
-                    out.print("workers and beat ready: " + ", ".join(c.name for c in fleet.children))
+                    out().print("workers and beat ready: " + ", ".join(c.name for c in fleet.children))
                     chains, elapsed = watch(client, roots, timeout, logs)
-                    out.print("waiting for the PI to end and its Inspect & Adapt ...")
+                    out().print("waiting for the PI to end and its Inspect & Adapt ...")
                     pi_left = (demo_ceremonies.ITERATION_S * demo_ceremonies.PI_ITERATIONS) - elapsed
                     wait_for_inspect_adapt(client.ledger, max(0.0, pi_left) + CEREMONY_WAIT_S + timeout)
-                out.print()
-                out.print(report(client.ledger, chains, elapsed))
-                out.print(demo_ceremonies.ceremonies_table(client.ledger))
+                out().print()
+                out().print(report(client.ledger, chains, elapsed))
+                out().print(demo_ceremonies.ceremonies_table(client.ledger))
 
     run(False, body)

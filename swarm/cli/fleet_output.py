@@ -24,7 +24,7 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
-from swarm.logs import Format, formatter, resolve_format
+from swarm.logs import Format, escape_controls, formatter, resolve_format
 
 CHILD_LOG_ENV = {"SWARM_LOG_FORMAT": "json"}  # what the children log in, for swarm up to read
 ROLE_COLOURS = {
@@ -86,6 +86,7 @@ class FleetOutput:
         return self._json.format(record)
 
     def _console_line(self, event: dict[str, Any]) -> str:
+        event = dict(escape_controls(None, "", event))  # a logged text cannot drive the terminal
         stamp = str(event.get("timestamp", ""))
         if "T" in stamp:  # the time of day is enough on a console: 20:23:43.703
             event["timestamp"] = stamp.split("T", 1)[1].rstrip("Z")[:12]

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from swarm import deadletters
 from swarm.cli.runtime import JSON_OPTION, err, load_settings, out, print_model, run
-from swarm.embedded import LOCAL_REDIS_URL
-from swarm.health import EXIT_UNREACHABLE, acknowledge_dead, check_health
-from swarm.ledger import Ledger
 
 
 def health(
@@ -31,6 +25,14 @@ def health(
     """
 
     def body() -> int:
+        from rich.table import Table
+        from rich.text import Text
+
+        from swarm import deadletters
+        from swarm.embedded import LOCAL_REDIS_URL
+        from swarm.health import EXIT_UNREACHABLE, acknowledge_dead, check_health
+        from swarm.ledger import Ledger
+
         settings = load_settings()
         ledger = Ledger.from_url(settings.redis_url or LOCAL_REDIS_URL, settings)
         try:
@@ -40,7 +42,7 @@ def health(
                     ack = acknowledge_dead(ledger)
                     letters = deadletters.acknowledge(ledger)
                     if not as_json:
-                        err.print(f"acknowledged {ack.count} dead item(s) and {letters} dead letter(s)")
+                        err().print(f"acknowledged {ack.count} dead item(s) and {letters} dead letter(s)")
             report = check_health(ledger)
         finally:
             ledger.client.close()
@@ -54,8 +56,8 @@ def health(
             for check in report.checks:
                 mark = Text("ok", style="green") if check.ok else Text("FAIL", style="bold red")
                 table.add_row(check.name, mark, check.reason)
-            out.print(table)
-            out.print(
+            out().print(table)
+            out().print(
                 Text("healthy", style="bold green") if report.healthy else Text("unhealthy", style="bold red")
             )
         return report.exit_code

@@ -6,10 +6,8 @@ import sys
 import threading
 
 import typer
-from prometheus_client import start_http_server
 
 from swarm.cli.runtime import err, ledger_session, load_settings, run
-from swarm.metrics import exposition, registry_for
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a scrape target, as exporters usually are; see --address
 
@@ -28,6 +26,10 @@ def metrics(
     """
 
     def body() -> None:
+        from prometheus_client import start_http_server
+
+        from swarm.metrics import exposition, registry_for
+
         if port is not None and not serve:
             raise typer.BadParameter("PORT is only taken with --serve")
         settings = load_settings()
@@ -37,7 +39,7 @@ def metrics(
                 return
             chosen = port or settings.metrics_port
             server, thread = start_http_server(chosen, addr=address, registry=registry_for(ledger))
-            err.print(f"serving metrics on http://{address}:{chosen}/metrics (Ctrl-C to stop)")
+            err().print(f"serving metrics on http://{address}:{chosen}/metrics (Ctrl-C to stop)")
             try:
                 threading.Event().wait()
             finally:

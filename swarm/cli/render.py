@@ -1,4 +1,11 @@
-"""Rich views of items, agents and events. User text is never read as markup.
+"""Rich views of items, agents and events. User text is never read as markup, and never reaches
+the terminal with its control characters (``swarm.terminal.terminal_safe`` shows each as an
+escape).
+
+Every view passes user-supplied text through ``terminal_safe`` before layout, and the CLI's
+consoles apply it once more to everything they print (``EscapeControls``), for any view that did
+not. Newlines (and tabs) stay: they are part of a description's text. JSON output is escaped by
+JSON (``swarm/cli/runtime.py``: ``print_json``).
 
 The tables fit an 80-column terminal: ids are short (``swarm.short_ids``: the tail of the id's
 timestamp, unique among the rows; ``--json`` keeps full ids), roles and statuses are never cut,
@@ -12,12 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from rich import box
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from swarm.models import Agent, Event, Status, WorkItem
 from swarm.short_ids import shorten
+from swarm.terminal import CONTROL_CHARACTERS, terminal_safe
 
 STATUS_STYLE = {
     Status.PENDING: "cyan",
@@ -41,13 +50,43 @@ ID_MIN = 10  # ... and past this when the terminal is narrow
 HELD = (Status.CLAIMED, Status.IN_PROGRESS)
 
 
+def safe_text(value: object, style: str = "") -> Text:
+    """User-supplied text as a Rich ``Text``: no markup, no control characters."""
+    return Text(terminal_safe("" if value is None else str(value)), style=style)
+
+
+class _Escaped:
+    """A renderable whose rendered text has its control characters escaped (control segments,
+    Rich's own cursor moves, pass as they are)."""
+
+    def __init__(self, renderable: ConsoleRenderable) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            if segment.control or not CONTROL_CHARACTERS.search(segment.text):
+                yield segment
+            else:
+                yield Segment(terminal_safe(segment.text), segment.style)
+
+
+class EscapeControls(RenderHook):
+    """A console hook: everything printed has its control characters escaped, whatever view made
+    it (the views escape user text themselves, before layout; this is the net under them)."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Escaped(r) for r in renderables]
+
+
 def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="milliseconds") if value else ""
 
 
 def _preview(text: str) -> str:
-    flat = text.replace("\n", " ").replace("\x00", " ")
-    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+    """One line of ``text`` (newlines as spaces), escaped, cut to ``PREVIEW_CHARS``."""
+    flat = text.replace("\r\n", " ").replace("\n", " ")
+    flat = flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+    return terminal_safe(flat)
 
 
 def item_table(item: WorkItem) -> Table:
@@ -56,9 +95,9 @@ def item_table(item: WorkItem) -> Table:
     table.add_column()
     for name, value in item.model_dump(mode="json").items():
         if name == "status":
-            table.add_row(name, Text(str(value), style=STATUS_STYLE[item.status]))
+            table.add_row(name, safe_text(value, style=STATUS_STYLE[item.status]))
         else:
-            table.add_row(name, Text("" if value is None else str(value)))
+            table.add_row(name, safe_text(value))
     return table
 
 
@@ -81,6 +120,12 @@ class ItemsTable:
         yield items_table(self.items, options.max_width)
 
 
+def _safe_values(names: Mapping[str, str]) -> dict[str, str]:
+    """``names`` with each value escaped (``terminal_safe``): an agent registered by name is user
+    text, and widths are measured on what is shown."""
+    return {key: terminal_safe(value) for key, value in names.items()}
+
+
 def _widest(header: str, cells: Iterable[str]) -> int:
     return max([len(header), *(len(c) for c in cells)])
 
@@ -90,9 +135,9 @@ def items_table(items: Sequence[WorkItem], width: int = DEFAULT_WIDTH) -> Table:
     ``DESCRIPTION_MIN`` columns, in turn: the type is cut (to ``TYPE_MIN``), the progress column
     goes, an agent registered by name is cut (to ``AGENT_MIN``), and the team column goes (the
     title names the teams). Ids, statuses, roles and priorities are never cut."""
-    ids = shorten(item.id for item in items)
-    agents = shorten(item.agent_id for item in items if item.agent_id)
-    teams = sorted({item.team for item in items})
+    ids = _safe_values(shorten(item.id for item in items))
+    agents = _safe_values(shorten(item.agent_id for item in items if item.agent_id))
+    teams = sorted({terminal_safe(item.team) for item in items})
     show_progress = any(item.status in HELD for item in items)
     fixed = [
         _widest("id", ids.values()),
@@ -100,7 +145,7 @@ def items_table(items: Sequence[WorkItem], width: int = DEFAULT_WIDTH) -> Table:
         _widest("role", (i.role.value for i in items)),
         _widest("priority", (i.priority.value for i in items)),
     ]
-    type_width = min(TYPE_MAX, _widest("type", (i.type for i in items)))
+    type_width = min(TYPE_MAX, _widest("type", (terminal_safe(i.type) for i in items)))
     agent_width = _widest("agent", agents.values())
     team_width = min(TEAM_MAX, _widest("team", teams)) if len(teams) > 1 else 0
 
@@ -135,10 +180,10 @@ def items_table(items: Sequence[WorkItem], width: int = DEFAULT_WIDTH) -> Table:
     for item in items:
         table.add_row(
             Text(ids[item.id]),
-            Text(item.type),
+            safe_text(item.type),
             Text(item.status.value, style=STATUS_STYLE[item.status]),
             Text(item.role.value),
-            *([Text(item.team)] if show_team else []),
+            *([safe_text(item.team)] if show_team else []),
             Text(item.priority.value),
             *([Text(f"{item.progress}" if item.status in HELD else "")] if show_progress else []),
             Text(agents[item.agent_id] if item.agent_id else ""),
@@ -171,13 +216,13 @@ class AgentsTable:
 def agents_table(agents: Sequence[Agent], now: datetime | None = None, width: int = DEFAULT_WIDTH) -> Table:
     """The agents, one row each, in ``width`` columns: an id registered by name, then the team,
     are cut when they would not fit; roles and the figures never are."""
-    ids = shorten(agent.id for agent in agents)
+    ids = _safe_values(shorten(agent.id for agent in agents))
     at = now or datetime.now(UTC)
     rows = [
         [
             ids[agent.id],
             agent.role.value if agent.role else "",
-            agent.team,
+            terminal_safe(agent.team),
             agent.status.value,
             str(agent.capacity),
             str(agent.completed),
@@ -220,4 +265,4 @@ def event_line(event: Event, ids: Mapping[str, str] | None = None, *, time_only:
         parts.append(f"-> {event.status.value}")
     if event.detail:
         parts.append(_preview(event.detail))
-    return Text("  ".join(p for p in parts if p))
+    return Text(terminal_safe("  ".join(p for p in parts if p)))

@@ -12,19 +12,17 @@ import shlex
 import subprocess
 import sys
 
-from rich.rule import Rule
-
 from swarm.cli.runtime import load_settings, out, run
-from swarm.connection import redact
-from swarm.embedded import resolve_redis
 from swarm.ids import new_agent_id
 
 STEP_TIMEOUT_S = 60  # one CLI call; generous for a cold interpreter on a slow machine
 
 
 def _step(env: dict[str, str], title: str, *args: str, expect: int = 0) -> str:
-    out.print(Rule(title, style="blue"))
-    out.print("$ swarm " + " ".join(shlex.quote(a) for a in args), style="bold", markup=False)
+    from rich.rule import Rule
+
+    out().print(Rule(title, style="blue"))
+    out().print("$ swarm " + " ".join(shlex.quote(a) for a in args), style="bold", markup=False)
     done = subprocess.run(  # noqa: S603 - our own CLI, argv list, no shell
         [sys.executable, "-m", "swarm", *args],
         env=env,
@@ -35,7 +33,7 @@ def _step(env: dict[str, str], title: str, *args: str, expect: int = 0) -> str:
     )
     sys.stdout.write(done.stdout)
     sys.stdout.write(done.stderr)
-    out.print(f"(exit {done.returncode})", style="green" if done.returncode == expect else "bold red")
+    out().print(f"(exit {done.returncode})", style="green" if done.returncode == expect else "bold red")
     if done.returncode != expect:
         raise SystemExit(f"tour step failed: expected exit {expect}, got {done.returncode}")
     return done.stdout
@@ -45,10 +43,15 @@ def tour() -> None:
     """Walk through submit / claim / progress / complete / show with the CLI, step by step."""
 
     def body() -> None:
+        from rich.rule import Rule
+
+        from swarm.connection import redact
+        from swarm.embedded import resolve_redis
+
         settings = load_settings()
         with resolve_redis(settings.redis_url) as target:
             where = f"embedded {target.kind}" if target.embedded else "REDIS_URL"
-            out.print(f"swarm tour on {redact(target.url)} ({where})", markup=False)
+            out().print(f"swarm tour on {redact(target.url)} ({where})", markup=False)
             env = {**os.environ, "REDIS_URL": target.url, "SWARM_QUIET_EMBEDDED": "1"}
             dev, other = new_agent_id(), new_agent_id()
             _step(env, "Register a developer agent", "register", dev, "--role", "developer", "--team", "web")
@@ -94,6 +97,6 @@ def tour() -> None:
             _step(env, "The item", "show", work_id)
             _step(env, "The agent's live metrics", "agents")
             _step(env, "Every transition is in the event stream", "events", "--count", "10")
-        out.print(Rule("done", style="green"))
+        out().print(Rule("done", style="green"))
 
     run(False, body)

@@ -9,24 +9,26 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from redis.exceptions import RedisError
 
-from swarm import fleet_record, validation
-from swarm.cli.fleet_output import CHILD_LOG_ENV, FleetOutput
+from swarm import validation
 from swarm.cli.runtime import load_settings, out, run
-from swarm.connection import redact
-from swarm.embedded import EmbeddedUnavailable, RedisTarget, resolve_redis
 from swarm.errors import BadInput, RedisUnavailable, SwarmError
-from swarm.ledger import Ledger
-from swarm.models import Role
-from swarm.settings import Settings
-from workers.fleet import Fleet
-from workers.supervision import Report, Supervisor
+
+if TYPE_CHECKING:
+    from swarm.cli.fleet_output import FleetOutput
+    from swarm.embedded import RedisTarget
+    from swarm.ledger import Ledger
+    from swarm.models import Role
+    from swarm.settings import Settings
+    from workers.fleet import Fleet
 
 
 def parse_roles(roles: str) -> list[Role]:
+    from swarm.models import Role
+
     if roles.strip() == "all":
         return list(Role)
     parsed = [validation.enum_value(Role, r.strip(), "role") for r in roles.split(",") if r.strip()]
@@ -38,6 +40,8 @@ def parse_roles(roles: str) -> list[Role]:
 @contextlib.contextmanager
 def swarm_redis(settings: Settings) -> Iterator[RedisTarget]:
     """REDIS_URL, or an embedded Redis held open for as long as the swarm runs."""
+    from swarm.embedded import EmbeddedUnavailable, resolve_redis
+
     try:
         with resolve_redis(settings.redis_url) as target:
             yield target
@@ -46,6 +50,8 @@ def swarm_redis(settings: Settings) -> Iterator[RedisTarget]:
 
 
 def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> dict[str, str]:
+    from swarm.cli.fleet_output import CHILD_LOG_ENV
+
     modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
     return {
         **os.environ,
@@ -60,11 +66,11 @@ def fleet_env(target: RedisTarget, handlers: str | None, settings: Settings) -> 
 def check_files(settings: Settings, beat: bool) -> None:
     """Reads the workflows (and beat's schedule) before any child starts: a missing or bad file is
     one clear error (exit 2), not children that exit and are started again."""
-    from swarm.workflows import load_workflows  # noqa: PLC0415 - only the commands that start a fleet
+    from swarm.workflows import load_workflows  # only the commands that start a fleet
 
     load_workflows(settings.workflows_file)
     if beat:
-        from ceremonies.schedule import beat_schedule  # noqa: PLC0415
+        from ceremonies.schedule import beat_schedule
 
         beat_schedule(settings)
 
@@ -91,6 +97,9 @@ def up(
     concurrency: int = typer.Option(2, "-c", "--concurrency", min=1, help="Slots per role worker."),
     pool: str = typer.Option("threads", "--pool", "-P", help="threads|prefork."),
     handlers: str | None = typer.Option(None, "--handlers", help="Comma-separated handler modules."),
+    no_handlers: bool = typer.Option(
+        False, "--no-handlers", help="Start workers without handler modules (they leave every item)."
+    ),
     flower: bool = typer.Option(
         False, "--flower", help="Also run Flower (loopback only unless SWARM_FLOWER_BASIC_AUTH is set)."
     ),
@@ -103,25 +112,35 @@ def up(
     all cleanly. One that exits meanwhile is started again, after a backoff if it keeps exiting."""
 
     def body() -> None:
+        from swarm.cli.fleet_output import FleetOutput
+        from swarm.connection import redact
+        from swarm.ledger import Ledger
+        from workers.fleet import Fleet
+
         chosen = parse_roles(roles)
         settings = load_settings()
         check_files(settings, beat)
-        output = FleetOutput.for_console(out, settings.log_format)
+        if flower:  # Flower's options (e.g. FLOWER_ADDRESS) are refused now, not by a child restarted forever
+            from swarm.cli.flower import flower_argv
+
+            flower_argv(settings, flower_port, None, [])
+        modules = [*settings.handler_module_names, *(handlers.split(",") if handlers else [])]
+        if not any(m.strip() for m in modules) and not no_handlers:
+            raise BadInput(
+                "no handler modules: name them with --handlers my.module (or SWARM_HANDLER_MODULES), "
+                "e.g. --handlers workers.demo; --no-handlers starts workers that leave every item"
+            )
+        output = FleetOutput.for_console(out(), settings.log_format)
         with swarm_redis(settings) as target, sigterm_as_interrupt():
             env = fleet_env(target, handlers, settings)
-            if not env["SWARM_HANDLER_MODULES"]:
-                output.say(
-                    "note: no handler modules (--handlers or SWARM_HANDLER_MODULES): items will fail "
-                    "with 'no handler'. Try --handlers workers.demo.",
-                    level="warning",
-                    style="yellow",
-                )
             fleet = Fleet(
                 env, sink=output.child_line, grace_seconds=settings.shutdown_grace_seconds,
                 tolerate_exits=True,
             )  # fmt: skip
             for role in chosen:
-                fleet.add_worker(role, concurrency=concurrency, pool=pool)
+                fleet.add_worker(
+                    role, concurrency=concurrency, pool=pool, args=["--no-handlers"] if no_handlers else []
+                )
             if beat:
                 fleet.add_beat()
             port = flower_port or settings.flower_port
@@ -152,6 +171,11 @@ def up(
 def supervise(fleet: Fleet, ledger: Ledger, output: FleetOutput) -> None:
     """Restarts the children that exit, printing and counting each (``swarm status``), until
     Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
+    from redis.exceptions import RedisError
+
+    from swarm import fleet_record
+    from workers.supervision import Report, Supervisor
+
     names = [c.name for c in fleet.children]
     with contextlib.suppress(SwarmError, RedisError):  # Redis away: the counts start afresh at the next write
         fleet_record.reset(ledger, names)

@@ -3,12 +3,12 @@ show, list, events and reap."""
 
 from __future__ import annotations
 
-from typing import Any
+import gc
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from swarm import tracing, validation
-from swarm.cli import render
+from swarm import validation
 from swarm.cli.runtime import (
     AGENT_OPTION,
     FENCE_OPTION,
@@ -16,16 +16,17 @@ from swarm.cli.runtime import (
     ledger_session,
     out,
     print_json,
+    print_line,
     print_model,
     read_text_argument,
     require_agent,
     run,
 )
-from swarm.dispatch import Dispatcher
 from swarm.errors import BadInput, NotFound
-from swarm.models import WorkItem
-from swarm.short_ids import resolve_work_id
-from swarm.submission import submit_work
+from swarm.short_ids import resolve_work_id  # light: the ledger and its models only when it looks up
+
+if TYPE_CHECKING:
+    from swarm.models import WorkItem
 
 CLI_SERVICE_NAME = "swarm-cli"  # OTEL_SERVICE_NAME's default for `swarm submit`
 WORK_ID_HELP = "The item's id, or the short id a table shows (the tail of its digits)."
@@ -36,9 +37,11 @@ def _show_item(item: WorkItem, as_json: bool, headline: str, *, full: bool = Fal
     if as_json:
         print_model(item)
     elif full:
-        out.print(render.item_table(item))
+        from swarm.cli import render
+
+        out().print(render.item_table(item))
     else:
-        out.print(headline, markup=False)
+        print_line(headline)
 
 
 def submit(
@@ -62,6 +65,10 @@ def submit(
     """Submit a work item (pending, or claimed with --claim)."""
 
     def body() -> None:
+        from swarm import tracing
+        from swarm.dispatch import Dispatcher
+        from swarm.submission import submit_work
+
         text = read_text_argument(description, "description")
         data = validation.parse_json_object(payload, "--payload") if payload is not None else None
         claim_for = require_agent(agent) if claim else None
@@ -242,10 +249,19 @@ def cancel(
     run(as_json, body)
 
 
-def show(work_id: str = typer.Argument(..., help=WORK_ID_HELP), as_json: bool = JSON_OPTION) -> None:
-    """Show one item."""
+def show(
+    work_id: str = typer.Argument(..., help=WORK_ID_HELP),
+    chain: bool = typer.Option(False, "--chain", help="Show its workflow's stages in order instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one item (with --chain, the stages of its workflow, first to last)."""
 
     def body() -> None:
+        if chain:
+            from swarm.cli.results import show_chain  # only for --chain
+
+            show_chain(work_id, as_json)
+            return
         with ledger_session() as ledger:
             item = ledger.get(resolve_work_id(ledger, work_id))
         _show_item(item, as_json, item.id, full=True)
@@ -268,7 +284,9 @@ def list_items(
         if as_json:
             print_json([item.model_dump(mode="json") for item in items])
         else:
-            out.print(render.ItemsTable(items))
+            from swarm.cli import render
+
+            out().print(render.ItemsTable(items))
 
     run(as_json, body)
 
@@ -286,6 +304,7 @@ def events(
             for event in history:
                 _print_event(event, as_json)
             if follow:
+                gc.enable()  # off while a ledger command starts (swarm/cli/__init__.py); this one runs on
                 # From the last event shown: one appended since is printed, not skipped.
                 for event in ledger.follow(after=history[-1].id if history else "0"):
                     _print_event(event, as_json)
@@ -297,7 +316,9 @@ def _print_event(event: Any, as_json: bool) -> None:
     if as_json:
         print_model(event)
     else:
-        out.print(render.event_line(event))
+        from swarm.cli import render
+
+        out().print(render.event_line(event))
 
 
 def reap(as_json: bool = JSON_OPTION) -> None:
@@ -309,8 +330,8 @@ def reap(as_json: bool = JSON_OPTION) -> None:
         if as_json:
             print_json([{"id": wid, "status": status.value} for wid, status in reaped])
         else:
-            out.print(f"reaped {len(reaped)} item(s)")
+            out().print(f"reaped {len(reaped)} item(s)")
             for wid, status in reaped:
-                out.print(f"  {wid} -> {status.value}", markup=False)
+                out().print(f"  {wid} -> {status.value}", markup=False)
 
     run(as_json, body)

@@ -258,10 +258,11 @@ end
 -- stage's role, the artifacts so far, and parent_id linking the chain.
 local function hand_off(parent_ik, parent_id, child_id, role, stage, loops, now)
   local p = redis.call('HMGET', parent_ik, 'type', 'description', 'payload', 'team', 'priority',
-    'points', 'max_attempts', 'trace_id', 'workflow', 'artifacts')
+    'points', 'max_attempts', 'trace_id', 'workflow', 'artifacts', 'base_max_attempts')
   local cik = ITEM_PREFIX .. child_id
+  -- The work's own attempt budget, not the one a handler gave this stage (set_options.lua).
   redis.call('HSET', cik, 'id', child_id, 'type', p[1], 'description', p[2], 'payload', p[3],
-    'role', role, 'team', p[4], 'priority', p[5], 'points', p[6], 'max_attempts', p[7],
+    'role', role, 'team', p[4], 'priority', p[5], 'points', p[6], 'max_attempts', p[11] or p[7],
     'trace_id', p[8], 'stage', stage, 'artifacts', p[10] or '{}',
     'parent_id', parent_id, 'loops', loops, 'status', 'pending', 'progress', 0, 'attempts', 0,
     'created_at', fmt(now), 'updated_at', fmt(now))

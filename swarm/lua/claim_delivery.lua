@@ -12,15 +12,37 @@
 -- instead (`stood_in`, '<delivery>:<id>'). The same delivery by the same agent within the lease
 -- (a claim whose reply was lost, re-sent by the client or retried by the worker) gets the item
 -- it already claimed back, rather than a second one.
--- ARGV: [3] id, [4] agent, [5] lease ms, [6] the message's role, [7] delivery id or ''.
--- Returns claim.lua's replies; with nothing to claim, the message's own item's refusal.
+-- Only items of the types the claimer has handlers for are claimed (ARGV[8..]; none, or '*',
+-- means any type): an item no handler here can run is left untouched, still owed, for a worker
+-- that has one. Nor is an item of another role than the message's (a misrouted message) claimed.
+-- ARGV: [3] id, [4] agent, [5] lease ms, [6] the message's role, [7] delivery id or '',
+--       [8..] the work types the claimer handles (none, or '*': any).
+-- Returns claim.lua's replies; with nothing to claim, the message's own item's refusal:
+-- 'misrouted' (its role, priority and type, the message's role) or 'unhandled' (its type, the role)
+-- besides claim.lua's.
 local id, agent, lease_ms, role, delivery = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local now = now_us()
 local sent = SENT_KEY[role]
 local ik = ITEM_PREFIX .. id
-local f = redis.call('HMGET', ik, 'status', 'manual', 'retry_at', 'priority', 'stood_in')
+local f = redis.call('HMGET', ik, 'status', 'manual', 'retry_at', 'priority', 'stood_in', 'role', 'type')
 if not sent then
   return { 'err', 'not_found', id }
+end
+local SCAN = 32 -- owed items looked at for one the claimer handles (and damaged entries dropped)
+local handled = nil -- nil: any type
+if #ARGV >= 8 and ARGV[8] ~= '*' then
+  handled = {}
+  for i = 8, #ARGV do
+    handled[ARGV[i]] = true
+  end
+end
+
+local function handles(cid, ctype)
+  if not handled then
+    return true
+  end
+  ctype = ctype or redis.call('HGET', ITEM_PREFIX .. cid, 'type')
+  return ctype and handled[ctype] == true
 end
 
 local function claimed_by_this_delivery(cid)
@@ -69,23 +91,25 @@ elseif f[2] == '1' then
   refusal = { 'err', 'transition', id, 'pending', 'claim from a queue message (it is filed for manual claims)' }
 elseif f[3] and tonumber(f[3]) > ms(now) then
   refusal = { 'err', 'transition', id, 'pending', 'claim during its retry backoff' }
+elseif f[6] ~= role then
+  refusal = { 'err', 'misrouted', id, f[6] or '', f[4] or '', f[7] or '', role }
+elseif not handles(id, f[7]) then
+  refusal = { 'err', 'unhandled', id, f[7] or '', role }
 end
-local head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
+local owed = redis.call('ZRANGE', sent, 0, SCAN - 1, 'WITHSCORES')
 if not refusal and not redis.call('ZSCORE', sent, id) then
-  if #head == 0 or RANK[f[4]] < math.floor(tonumber(head[2]) / SENT_RANK_SPAN) then
+  if #owed == 0 or RANK[f[4]] < math.floor(tonumber(owed[2]) / SENT_RANK_SPAN) then
     return claim(id)
   end
 end
-for _ = 1, 16 do
-  if #head == 0 then
-    break
+for i = 1, #owed, 2 do
+  if handles(owed[i]) then
+    local reply = claim(owed[i])
+    if reply[1] == 'ok' then
+      return reply
+    end
+    redis.call('ZREM', sent, owed[i]) -- only pending items are owed; guards a damaged registry
   end
-  local reply = claim(head[1])
-  if reply[1] == 'ok' then
-    return reply
-  end
-  redis.call('ZREM', sent, head[1]) -- only pending items are owed; guards a damaged registry
-  head = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
 end
 if not refusal then
   return claim(id)

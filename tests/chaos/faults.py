@@ -186,7 +186,10 @@ class Chaos:
         return done
 
     def _kill_child(self) -> Done:
-        prefork = [p for p in self.fleet.live("worker") if p.pool == "prefork"]
+        # Only a ready worker's children: one killed while its pool starts makes Celery give up on
+        # the worker at once ("Could not start worker processes", celery/worker/loops.py), which
+        # is no mid-task fault (it failed a run once, a child killed 2 s after its worker started).
+        prefork = [p for p in self.fleet.live("worker") if p.pool == "prefork" and self.fleet.is_ready(p)]
         candidates = [(f"{p.name} child {c}", [c]) for p in prefork for c in children(p.pid)]
         chosen = self._choose(candidates)
         if chosen is None:

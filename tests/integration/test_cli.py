@@ -128,6 +128,26 @@ def test_descriptions_round_trip_byte_exact_from_argv(cli: Invoke, text: str) ->
     assert json.loads(cli("show", item["id"], "--json").stdout)["description"] == text
 
 
+TERMINAL_TRICKS = "clear\x1b[2J title\x1b]0;pwned\x07 bell\x07 cr\rover bidi\u202eevil\nsecond line"
+
+
+def test_show_list_and_events_never_print_a_descriptions_control_characters_raw(cli: Invoke) -> None:
+    item = json.loads(cli("submit", "feature", TERMINAL_TRICKS, "--json").stdout)
+    assert item["description"] == TERMINAL_TRICKS, "stored byte-exact"
+    claimed = cli("claim", item["id"], "--agent", "dev-1")
+    assert claimed.exit_code == 0
+    assert cli("fail", item["id"], "boom\x1b[31m\x07", "--agent", "dev-1").exit_code == 0
+    for args in (["show", item["id"]], ["list"], ["events"]):
+        output = cli(*args).stdout
+        for raw in ("\x1b", "\x07", "\r", "\u202e"):
+            assert raw not in output, f"swarm {args[0]} printed {raw!r} raw"
+    shown = cli("show", item["id"]).stdout
+    assert "clear\\e[2J title\\e]0;pwned\\x07" in shown
+    assert "second line" in shown
+    assert "boom\\e[31m\\x07" in shown  # the error too
+    assert json.loads(cli("show", item["id"], "--json").stdout)["description"] == TERMINAL_TRICKS
+
+
 @pytest.mark.parametrize(
     "payload",
     [b"nul \x00 inside", "🐝 quotes \" ' and\r\nnewlines".encode(), ("x" * 1_000_000).encode()],

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from swarm.ledger import Ledger
-from swarm.models import EventKind, Role, Status, WorkItem
+from swarm.ledger import Dispatch, Ledger
+from swarm.models import EventKind, Priority, Role, Status, WorkItem
 from workers.context import HandlerContext
 from workers.execute import Outcome, backoff_seconds, execute
 from workers.handlers import HandlerRegistry, PermanentError, TransientError
@@ -138,11 +138,31 @@ def test_a_permanent_failure_is_not_retried(ledger: Ledger) -> None:
     )
 
 
-def test_an_item_without_a_handler_fails_with_the_reason(ledger: Ledger) -> None:
+def test_an_item_without_a_handler_is_left_for_a_worker_that_has_one(ledger: Ledger) -> None:
     item = ledger.submit("unheard_of", "x")
     run = execute(ledger, item.id, "dev-1", handlers=registry_with(lambda i, c: None))
-    assert run.outcome is Outcome.FAILED
+    assert run.outcome is Outcome.LEFT
     assert "no handler for type 'unheard_of' on role developer" in run.detail
+    left = ledger.get(item.id)
+    assert (left.status, left.attempts, left.error) == (Status.PENDING, 0, None), "no attempt spent"
+    later = execute(ledger, item.id, "dev-2", handlers=registry_with(lambda i, c: "done", "unheard_of"))
+    assert later.outcome is Outcome.COMPLETED
+
+
+def test_a_message_naming_another_roles_item_is_handed_back_for_that_roles_queue(ledger: Ledger) -> None:
+    item = ledger.submit("review", "x", role="qa", priority="high")
+    run = execute(ledger, item.id, "dev-1", handlers=registry_with(lambda i, c: None), role="developer")
+    assert run.outcome is Outcome.LEFT
+    assert run.redirect == Dispatch(item.id, "review", Role.QA, Priority.HIGH)
+    assert [e.event for e in ledger.events(100) if e.work_id == item.id] == [EventKind.SUBMITTED]
+
+
+def test_a_queue_message_never_claims_what_its_worker_cannot_run(ledger: Ledger) -> None:
+    item = ledger.submit("unheard_of", "x")
+    handlers = registry_with(lambda i, c: None)
+    run = execute(ledger, item.id, "dev-1", handlers=handlers, role="developer", handles={"task"})
+    assert run.outcome is Outcome.LEFT
+    assert [e.event for e in ledger.events(100) if e.work_id == item.id] == [EventKind.SUBMITTED]
 
 
 def test_a_result_that_is_not_json_fails_the_item_cleanly(ledger: Ledger) -> None:

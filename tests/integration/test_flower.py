@@ -153,10 +153,23 @@ def run_flower_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProce
     )
 
 
-def test_without_auth_flower_refuses_to_bind_beyond_loopback() -> None:
-    done = run_flower_cli("--address", "0.0.0.0", env={})  # noqa: S104 - what is refused
-    assert done.returncode == 2, done.stderr
-    assert "loopback only" in done.stdout + done.stderr
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--address", "0.0.0.0"),  # noqa: S104 - what is refused
+        ("--", "-address=0.0.0.0"),  # Flower's parser takes one dash as well as two
+        ("--", "--address=0.0.0.0"),
+        ("--", "--address="),  # empty: every interface
+        ("--", "--address=127.0.0.1", "-address=::"),  # the last one wins
+    ],
+)
+def test_without_auth_flower_refuses_every_spelling_of_an_address_beyond_loopback(
+    args: tuple[str, ...],
+) -> None:
+    done = run_flower_cli(*args, env={})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "with no auth" in done.stdout + done.stderr
+    assert "Visit me" not in done.stdout + done.stderr
 
 
 def test_malformed_basic_auth_is_refused_without_echoing_it() -> None:
@@ -166,7 +179,19 @@ def test_malformed_basic_auth_is_refused_without_echoing_it() -> None:
     assert "SECRET" not in done.stdout + done.stderr
 
 
-def test_options_that_bypass_the_rules_are_refused_after_the_separator() -> None:
-    done = run_flower_cli("--", "--address=0.0.0.0", env={})
-    assert done.returncode == 2
-    assert "--address is set by swarm flower" in done.stdout + done.stderr
+@pytest.mark.integration
+def test_flower_bound_by_a_single_dash_address_with_auth_refuses_anonymous_task_sends(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """The spelling that once bound every interface with no auth: with credentials it is served,
+    and an anonymous ``POST /api/task/async-apply`` is refused."""
+    port = free_port()
+    env = {"SWARM_FLOWER_BASIC_AUTH": "ops:s3cret"}
+    with running_flower(
+        redis_url, prefix, tmp_path / "flower.log", port, "--", "-address=127.0.0.1", env=env
+    ):
+        url = f"http://127.0.0.1:{port}/api/task/async-apply/swarm.execute"
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310
+        assert refused.value.code == 401

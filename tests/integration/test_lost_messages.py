@@ -91,7 +91,7 @@ SLACK = 3  # how far above the pending count the queue may go (a re-send racing 
 def _queued(ledger: Ledger, role: Role) -> int:
     pipe = ledger.client.pipeline()
     for queue in role_queues(ledger.settings, role):
-        pipe.llen(queue)
+        pipe.llen(ledger.keys.broker_lists(queue)[0])
     return sum(pipe.execute())
 
 
@@ -107,7 +107,7 @@ def test_a_long_backlog_does_not_flood_the_broker_and_lost_messages_are_resent(
     ]
     print(f"\nsubmitted {BACKLOG} items in {time.monotonic() - started:.1f}s")
     assert _queued(ledger, Role.QA) == BACKLOG
-    queue = role_queues(ledger.settings, Role.QA)[2]  # medium
+    queue = ledger.keys.broker_lists(role_queues(ledger.settings, Role.QA)[2])[0]  # medium
     lost = [ledger.client.rpop(queue) for _ in range(LOST)]  # the oldest messages, gone
     assert all(lost)
     env = {"SWARM_LEASE_SECONDS": str(LEASE_S)}
@@ -117,7 +117,7 @@ def test_a_long_backlog_does_not_flood_the_broker_and_lost_messages_are_resent(
         pipe = ledger.client.pipeline(transaction=True)
         pipe.zcard(ledger.keys.ready(Role.QA))
         for q in role_queues(ledger.settings, Role.QA):
-            pipe.llen(q)
+            pipe.llen(ledger.keys.broker_lists(q)[0])
         pending, *lengths = pipe.execute()
         samples.append((int(pending), sum(lengths)))
         return samples[-1]

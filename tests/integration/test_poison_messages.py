@@ -4,11 +4,10 @@ A corpus of messages that are no well-formed swarm task call is published raw on
 a real prefork worker and a real threads worker (``kombu.Producer.publish``, outside Celery's
 ``send_task``), items that are no kombu message at all are pushed with a raw ``LPUSH``, and
 broadcasts of that kind are published on the workers' remote-control channel. Each message must
-be acknowledged (its queue and kombu's ``unacked`` hash end empty),
+be acknowledged (its queue and the namespace's kombu ``unacked`` hash end empty),
 recorded exactly once (one ``dead_lettered`` event, one copy in the capped list, one count in the
 metrics hash), the worker process must stay alive, and a valid item sent after the corpus must
-complete. The test runs its own ``redis-server``, so that ``unacked`` (a server-wide kombu key)
-holds only this test's messages.
+complete. The test runs its own ``redis-server``.
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ import redis
 from kombu import Connection
 
 from swarm import Settings, Status, Swarm, deadletters
-from swarm.celery_app import EXECUTE_TASK, queue_name
+from swarm.celery_app import EXECUTE_TASK, broker_transport_options, queue_name
 from swarm.health import check_health
+from swarm.keys import Keys
 from swarm.ledger import Ledger
 from swarm.metrics import exposition
 from swarm.models import EventKind, Priority
@@ -43,7 +43,6 @@ WORKERS = {"developer": "prefork", "qa": "threads"}  # role -> pool
 DEADLINE_S = 90.0  # the whole corpus through two workers on a loaded 2-core machine
 VALID_DEADLINE_S = 30.0  # a valid item after it: seconds when nothing stalls (two [1,2,3] bodies
 # used to stall a -c 2 threads pool for over 60 s)
-UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, unacknowledged messages
 JSON = "application/json"
 UNKNOWN_WORK_ID = "work_0000000000000000001_000000000000"
 
@@ -149,8 +148,9 @@ def broadcast_exchange(prefix: str) -> str:
     return f"{prefix}.control.pidbox"
 
 
-def _publish(url: str, queue: str, messages: list[dict[str, Any]]) -> None:
-    with Connection(url) as conn:
+def _publish(url: str, settings: Settings, queue: str, messages: list[dict[str, Any]]) -> None:
+    """Publishes raw messages with kombu on the namespace's broker keys (the app's transport options)."""
+    with Connection(url, transport_options=broker_transport_options(settings)) as conn:
         producer = conn.Producer()
         for message in messages:
             producer.publish(
@@ -171,7 +171,7 @@ def _send_valid_calls(client: Swarm, url: str, queues: dict[str, str]) -> list[s
     for role, work_id in zip(WORKERS, valid, strict=True):
         restored = {"body": _call([work_id, "feature", role]), "headers": _headers(redelivered=True)}
         unknown = {"body": _call([UNKNOWN_WORK_ID, "feature", role]), "headers": _headers()}
-        _publish(url, queues[role], [restored, unknown])
+        _publish(url, client.ledger.settings, queues[role], [restored, unknown])
     return valid
 
 
@@ -193,6 +193,8 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
     settings = Settings(key_prefix=prefix, redis_url=None)
     logs = {role: tmp_path / f"{role}.log" for role in WORKERS}
     queues = {role: queue_name(settings, role, Priority.MEDIUM) for role in WORKERS}
+    keys = Keys(prefix)
+    lists = [keys.broker_lists(q)[0] for q in queues.values()]
     sent = {role: list(corpus(role)) for role in WORKERS}
     pushed = raw_items()
     expected = sum(len(messages) + len(pushed) for messages in sent.values())
@@ -206,17 +208,18 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             client = Swarm(server.url, agent_id="pm-1", settings=settings)
             raw = redis.Redis.from_url(server.url)
             for role, messages in sent.items():
-                _publish(server.url, queues[role], [kwargs for _, kwargs in messages])
-                raw.lpush(queues[role], *pushed)
+                _publish(server.url, settings, queues[role], [kwargs for _, kwargs in messages])
+                raw.lpush(keys.broker_lists(queues[role])[0], *pushed)
             # Broadcasts (remote control) that are no kombu message: every worker receives each one.
             broadcasts = sum(
-                int(raw.publish(f"/0.{broadcast_exchange(prefix)}", item)) for item in BROADCASTS
+                int(raw.publish(keys.broker_fanout(broadcast_exchange(prefix), 0), item))
+                for item in BROADCASTS
             )
             assert broadcasts == len(WORKERS) * len(BROADCASTS), "each worker listens for broadcasts"
             expected += broadcasts
 
             def settled() -> bool:
-                drained = all(raw.llen(q) == 0 for q in queues.values()) and raw.hlen(UNACKED_KEY) == 0
+                drained = all(raw.llen(q) == 0 for q in lists) and raw.hlen(keys.broker_unacked) == 0
                 return drained and deadletters.total(client.ledger) >= expected
 
             def explain() -> str:
@@ -245,8 +248,8 @@ def test_every_poison_message_is_acked_recorded_once_and_no_worker_stops(prefix:
             for role, proc in workers.items():
                 assert proc.poll() is None, f"the {WORKERS[role]} worker stopped:\n{logs[role].read_text()}"
 
-            assert raw.hlen(UNACKED_KEY) == 0
-            assert all(raw.llen(q) == 0 for q in queues.values())
+            assert raw.hlen(keys.broker_unacked) == 0
+            assert all(raw.llen(q) == 0 for q in lists)
             per_queue = {queues[role]: len(sent[role]) + len(pushed) for role in WORKERS}
             per_queue[broadcast_exchange(prefix)] = broadcasts
             reasons = _assert_recorded_once_each(client.ledger, expected, per_queue)

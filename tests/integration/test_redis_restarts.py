@@ -37,7 +37,6 @@ LEASE_S = 2.0  # an item whose run the restart broke is reaped and run again wit
 ITEM_S = 4.0  # long enough to be running when Redis stops, even on a loaded machine
 OUTAGE_S = 1.0  # how long Redis stays down: the fault itself, not a wait for a result
 ROUND_DEADLINE_S = 90.0  # one round's items: lease expiry, reap, re-send and a re-run, loaded
-UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, unacknowledged messages
 WORKERS = {"developer": "prefork", "qa": "threads"}  # role -> pool
 FD_SLACK = 4  # descriptors a worker may gain over the last nine restarts (pooled connections)
 
@@ -53,7 +52,7 @@ def _safely(probe: Callable[[], bool]) -> bool:
 def _in_flight_with_brpop(server: redis.Redis, ledger: Ledger, ids: list[str]) -> bool:
     """Every item running, its message delivered and unacked, and each worker blocked in BRPOP."""
     running = all(ledger.get(wid).status in (Status.CLAIMED, Status.IN_PROGRESS) for wid in ids)
-    unacked = int(server.hlen(UNACKED_KEY))
+    unacked = int(server.hlen(ledger.keys.broker_unacked))  # delivered, not yet acknowledged
     blocked = sum(c.get("cmd") == "brpop" for c in server.client_list())
     return running and unacked >= len(ids) and blocked >= len(WORKERS)
 

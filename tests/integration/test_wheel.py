@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,9 @@ NOT_SOURCES = shutil.ignore_patterns(
 )
 STEP_DEADLINE_S = 420.0  # pip installing every dependency (from its cache) on a busy 2-core machine
 DEMO_DEADLINE_S = 300.0  # the demo takes about 30 s; this only stops a hang
+UP_DEADLINE_S = 120.0  # five workers and beat starting cold on a busy 2-core machine
+FLOW_DEADLINE_S = 120.0  # one feature through five demo stages, each CLI call a cold interpreter
+_EXPORT = re.compile(r"export REDIS_URL=(\S+)")
 # Run in the new environment: where each package was imported from, and which files it reads.
 PROBE = """
 import json, swarm
@@ -76,11 +82,14 @@ class Installed:
         env["COLUMNS"] = "200"  # wide enough that Rich does not wrap the report's rows
         return env
 
-    def run(self, *argv: str, timeout: float = STEP_DEADLINE_S) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, timeout: float = STEP_DEADLINE_S, redis_url: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = self.env() if redis_url is None else {**self.env(), "REDIS_URL": redis_url}
         return subprocess.run(
             [str(self.venv / "bin" / argv[0]), *argv[1:]],
             cwd=self.empty,
-            env=self.env(),
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -168,4 +177,75 @@ def test_the_installed_wheel_runs_the_swarm_from_an_empty_directory(installed: I
     assert "workers and beat ready: pm, architect, developer, qa, devops, beat" in demo.stdout
     assert "6 of 8 items done end to end" in demo.stdout
     assert "Inspect & Adapt" in demo.stdout
+    assert list(installed.empty.iterdir()) == [], "nothing is written to the working directory"
+
+
+def _read_until_export(up: subprocess.Popen[str], seen: list[str]) -> str:
+    """Reads swarm up's output until it says how other shells reach its embedded Redis."""
+    assert up.stdout is not None
+    deadline = time.monotonic() + UP_DEADLINE_S
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        if not line and up.poll() is not None:
+            break
+        seen.append(line)
+        found = _EXPORT.search(line)
+        if found:
+            return found.group(1)
+    raise AssertionError("swarm up never printed its REDIS_URL:\n" + "".join(seen))
+
+
+def test_swarm_up_on_the_embedded_redis_6_2_runs_a_workflow_the_calendar_and_the_ceremonies(
+    installed: Installed,
+) -> None:
+    """As a new user would: `swarm up` on the embedded Redis, then other shells against it."""
+    up = subprocess.Popen(
+        [str(installed.venv / "bin" / "swarm"), "up", "--handlers", "workers.demo", "-c", "1"],
+        cwd=installed.empty,
+        env=installed.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        url = _read_until_export(up, seen)
+        version = installed.run(
+            "python", "-c", f"import redis; print(redis.Redis.from_url({url!r}).info()['redis_version'])"
+        )
+        assert version.stdout.startswith("6.2."), version.stdout + version.stderr
+
+        submitted = installed.run(
+            "swarm", "submit", "feature", "Add SSO", "--workflow", "feature", "--json", redis_url=url
+        )
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        first = json.loads(submitted.stdout)
+
+        def stages_done() -> list[str]:
+            listed = installed.run("swarm", "list", "--status", "completed", "--json", redis_url=url)
+            assert listed.returncode == 0, listed.stdout + listed.stderr
+            return sorted(i["role"] for i in json.loads(listed.stdout) if i.get("workflow") == "feature")
+
+        deadline = time.monotonic() + FLOW_DEADLINE_S
+        while (done := stages_done()) != sorted(["pm", "architect", "developer", "qa", "devops"]):
+            assert time.monotonic() < deadline, f"the feature's stages done: {done}\n{''.join(seen)}"
+        shown = installed.run("swarm", "show", first["id"], "--json", redis_url=url)
+        assert json.loads(shown.stdout)["status"] == "completed"
+
+        for argv in (
+            ("swarm", "status"),
+            ("swarm", "calendar"),
+            ("swarm", "ceremony", "pi-planning", "--now"),
+            ("swarm", "ceremony", "art-sync", "--now"),
+        ):
+            done_ = installed.run(*argv, redis_url=url)
+            assert done_.returncode == 0, f"{argv}: {done_.stdout}{done_.stderr}"
+            assert "Traceback" not in done_.stdout + done_.stderr
+        up.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = up.communicate(timeout=60)
+        assert up.returncode == 0, "".join(seen) + rest
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
     assert list(installed.empty.iterdir()) == [], "nothing is written to the working directory"

@@ -22,7 +22,8 @@ from .polling import wait_until
 READY_TIMEOUT_S = 60.0  # a cold worker imports Celery and connects; slow on a busy 2-core VM
 REDIS_START_TIMEOUT_S = 30.0  # a redis-server replaying its AOF answers PING within this
 EVENTS_READ = 100_000  # more than any test writes: every event of the test's own namespace
-_OUTCOME = re.compile(r"Task swarm\.execute\[[^\]]+\] succeeded in \S+: '(\w+)'")
+# A succeeded task's result: 'completed', 'skipped: duplicate delivery (...)', 'left: ...'.
+_OUTCOME = re.compile(r"Task swarm\.execute\[[^\]]+\] succeeded in \S+: ['\"](\w+)")
 
 
 @contextmanager
@@ -85,9 +86,9 @@ def running_beat(
 
 
 def task_outcomes(log: Path) -> list[str]:
-    """What each finished ``swarm.execute`` task returned (``completed``, ``skipped``, ...),
+    """What each succeeded ``swarm.execute`` task returned (``completed``, ``skipped``, ``left``),
     in the order the worker's log shows them: how a test knows a delivery was consumed even
-    when it wrote nothing to the ledger."""
+    when it wrote nothing to the ledger. (Failed, retried and revoked tasks are not successes.)"""
     return _OUTCOME.findall(log.read_text(errors="replace"))
 
 

@@ -5,6 +5,7 @@ point at services and metrics that exist."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -41,6 +42,7 @@ SWARM_METRICS = (
     COUNTERS | GAUGES | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_REQUIRED = re.compile(r"\$\{(\w+):\?([^}]+)\}")  # compose's ${VAR:?message}: set and non-empty, or refused
 
 
 def load_yaml(path: Path) -> Any:
@@ -156,19 +158,31 @@ def test_redis_never_evicts_and_keeps_an_append_only_file(services: dict[str, di
     assert any(str(v).endswith(":/data") for v in redis["volumes"])
 
 
-def test_flower_has_basic_auth_and_its_healthcheck_and_port_match(
+def test_flower_requires_basic_auth_with_no_default_and_its_healthcheck_and_port_match(
     services: dict[str, dict[str, Any]],
 ) -> None:
     flower = services["flower"]
-    auth = interpolate(flower["environment"]["SWARM_FLOWER_BASIC_AUTH"])
-    user, _, password = auth.partition(":")
-    assert user, "a default, to be changed"
-    assert password, "a default, to be changed"
+    required = _REQUIRED.fullmatch(str(flower["environment"]["SWARM_FLOWER_BASIC_AUTH"]))
+    assert required, "SWARM_FLOWER_BASIC_AUTH is ${VAR:?message}: required, no default password"
+    assert required.group(1) == "SWARM_FLOWER_BASIC_AUTH"
+    assert "user:password" in required.group(2), "the refusal says what to set"
     port = parse_swarm(flower["command"]).params["port"]
-    assert f"{port}:{port}" in flower["ports"]
+    assert f"127.0.0.1:{port}:{port}" in [published(p) for p in flower["ports"]]
     assert port_of(re.findall(r"http://[^']+", flower["healthcheck"]["test"][-1])[0]) == port
     # The shared environment is merged in, not replaced.
     assert flower["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def published(port: object) -> str:
+    return str(port).split("#", 1)[0].strip()
+
+
+def test_every_port_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    ports = {name: [published(p) for p in s.get("ports", [])] for name, s in services.items()}
+    assert all(ports[name] for name in ("flower", "redis", "grafana", "prometheus", "jaeger", "metrics"))
+    for name, mappings in ports.items():
+        for mapping in mappings:
+            assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} on every interface"
 
 
 def test_beat_runs_twice(services: dict[str, dict[str, Any]]) -> None:
@@ -265,13 +279,29 @@ def test_the_collector_takes_otlp_and_sends_it_to_jaeger(services: dict[str, dic
     assert f"--config={mount.split(':')[1]}" in services["otel-collector"]["command"]
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
-def test_docker_compose_config_accepts_the_file() -> None:
-    done = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+def _compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config -q`` with only ``env`` (and PATH) set; an empty env file keeps a
+    local ``.env`` out of it."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    return subprocess.run(
+        ["docker-compose", "--env-file", str(empty), "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
     )
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
+def test_docker_compose_config_accepts_the_file_with_flowers_credentials(tmp_path: Path) -> None:
+    done = _compose_config(tmp_path, SWARM_FLOWER_BASIC_AUTH="ops:a-long-secret")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
+def test_docker_compose_refuses_to_start_without_flowers_credentials(tmp_path: Path) -> None:
+    done = _compose_config(tmp_path)
+    assert done.returncode != 0
+    assert "set SWARM_FLOWER_BASIC_AUTH=user:password" in done.stderr

@@ -6,11 +6,14 @@ import re
 from importlib import resources
 
 import pytest
+from kombu.transport import redis as kombu_redis
 from redis.crc import key_slot
 
+from swarm.celery_app import broker_transport_options, create_app, queue_name
 from swarm.ids import new_agent_id, new_work_id
-from swarm.keys import DEFAULT_PREFIX, Keys
+from swarm.keys import DEFAULT_PREFIX, KOMBU_PRIORITY_SEP, KOMBU_PRIORITY_STEPS, Keys
 from swarm.models import TERMINAL_STATUSES, Priority, Role, Status
+from swarm.settings import Settings
 
 PREFIXES = [DEFAULT_PREFIX, "t0123abcd", "tenant-a", "a.b:c_d", "x"]
 
@@ -80,6 +83,9 @@ def _every_key(keys: Keys) -> list[str]:
         *(keys.status(s) for s in Status),
         *(keys.ready(r) for r in Role),
         *(keys.sent(r) for r in Role),
+        *keys.broker_lists(f"{keys.prefix}.developer.medium"),
+        keys.broker_unacked,
+        keys.broker_unacked_index,
     ]
 
 
@@ -174,3 +180,37 @@ def test_lua_terminal_and_held_statuses_match_the_model() -> None:
     source = _lua("_lib.lua")
     assert set(_lua_table(source, "TERMINAL")) == {s.value for s in TERMINAL_STATUSES}
     assert set(_lua_table(source, "HELD")) == {s.value for s in Status if s.held}
+
+
+def test_the_broker_keys_follow_kombus_own_names_under_the_namespace_prefix() -> None:
+    assert kombu_redis.Channel.sep == KOMBU_PRIORITY_SEP
+    assert tuple(kombu_redis.PRIORITY_STEPS) == KOMBU_PRIORITY_STEPS
+    assert (kombu_redis.Channel.unacked_key, kombu_redis.Channel.unacked_index_key) == (
+        "unacked",
+        "unacked_index",
+    )
+    keys = Keys("t")
+    assert keys.broker_lists("t.qa.low") == [
+        "{t}:kombu:t.qa.low",
+        "{t}:kombu:t.qa.low\x06\x163",
+        "{t}:kombu:t.qa.low\x06\x166",
+        "{t}:kombu:t.qa.low\x06\x169",
+    ]
+    assert keys.broker_unacked == "{t}:kombu:unacked"
+    assert keys.broker_fanout("t.control.pidbox", 4) == "{t}:kombu:/4.t.control.pidbox"
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_each_namespaces_celery_app_keeps_its_broker_keys_and_events_apart(prefix: str) -> None:
+    settings = Settings(key_prefix=prefix, redis_url=None)
+    options = broker_transport_options(settings)
+    assert options["global_keyprefix"] == Keys(prefix).broker_prefix
+    app = create_app(settings, "redis://127.0.0.1:1/0")
+    assert app.conf.broker_transport_options["global_keyprefix"] == Keys(prefix).broker_prefix
+    assert app.conf.event_exchange == f"{prefix}.events"
+    assert app.conf.control_exchange == f"{prefix}.control"
+    assert (
+        Keys(prefix)
+        .broker_lists(queue_name(settings, "qa", "low"))[0]
+        .startswith(options["global_keyprefix"])
+    )

@@ -125,3 +125,29 @@ def test_beat_leaves_its_banner_out_of_a_json_log(monkeypatch: pytest.MonkeyPatc
         assert app.Beat(quiet=True).quiet
     finally:
         get_settings.cache_clear()
+
+
+def test_console_lines_never_carry_a_logged_texts_control_characters() -> None:
+    stream = _Tty()  # a terminal: coloured console lines
+    logs.configure_logging()
+    handler = logs.install_handler(logging.INFO, fmt="console", stream=lambda: stream)
+    try:
+        structlog.get_logger("swarm.test").warning("failed \x1b[5m", error="stderr:\x1b[2J\x1b]0;pwned\x07")
+        logging.getLogger("celery").warning("raw \x1b]8;;http://evil\x1b\\link %s", "\x9b2J")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "failed \\e[5m" in text
+    assert "stderr:\\e[2J\\e]0;pwned\\x07" in text
+    assert "raw \\e]8;;http://evil\\e\\link \\x9b2J" in text
+    for raw in ("\x1b[5m", "\x1b[2J", "\x1b]", "\x07", "\x9b"):
+        assert raw not in text
+    assert "\x1b[" in text, "the console's own colours stay"
+
+
+def test_json_lines_keep_the_exact_text_escaped_as_json(captured: io.StringIO) -> None:
+    structlog.get_logger("swarm.test").warning("failed \x1b[5m", error="stderr:\x1b[2J\x07")
+    line = captured.getvalue().splitlines()[0]
+    assert "\x1b" not in line
+    assert "\x07" not in line
+    assert json.loads(line)["error"] == "stderr:\x1b[2J\x07"

@@ -8,7 +8,7 @@ import fakeredis
 from swarm.celery_app import role_queues
 from swarm.ledger import Dispatch, Ledger
 from swarm.models import Role
-from workers.redelivery import Redelivery, kombu_lists
+from workers.redelivery import Redelivery
 
 
 class Clock:
@@ -20,7 +20,7 @@ class Clock:
 
 
 def _queue_messages(ledger: Ledger, role: Role, n: int, priority_step: int = 0) -> None:
-    key = kombu_lists(role_queues(ledger.settings, role)[2])[priority_step // 3]
+    key = ledger.keys.broker_lists(role_queues(ledger.settings, role)[2])[priority_step // 3]
     for _ in range(n):
         ledger.client.lpush(key, "{}")
 
@@ -75,7 +75,7 @@ def test_a_passing_gap_is_not_taken_for_a_loss(fake_ledger: Ledger) -> None:
     _owed(fake_ledger, Role.DEVELOPER, 2)
     clock.now += redelivery.window_s
     for queued in (1, 2, 1, 2, 1, 2):  # a message popped and claimed between looks, each time
-        key = kombu_lists(role_queues(fake_ledger.settings, Role.DEVELOPER)[2])[0]
+        key = fake_ledger.keys.broker_lists(role_queues(fake_ledger.settings, Role.DEVELOPER)[2])[0]
         fake_ledger.client.delete(key)
         _queue_messages(fake_ledger, Role.DEVELOPER, queued)
         clock.now += redelivery.window_s / 2

@@ -75,3 +75,23 @@ def test_the_outbox_sweep_gets_the_traceparent_to_send_in(fake_ledger: Ledger) -
     fake_ledger.client.zadd(fake_ledger.keys.outbox, {item.id: 0})  # its grace ran out
     (taken,) = fake_ledger.due_dispatches()
     assert taken.traceparent == PARENT
+
+
+def test_a_tasks_expected_exception_leaves_its_run_span_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's instrumentation means to skip a task's ``throws`` but looks at billiard's wrapper
+    of the exception: swarm's handler skips them (``ItemFailed``), and passes on the rest."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(
+        CeleryInstrumentor, "_trace_failure", staticmethod(lambda **kw: seen.append(kw["exception"]))
+    )
+
+    class Task:
+        throws = (KeyError,)
+
+    expected, unexpected = KeyError("item failed"), ValueError("a bug")
+    tracing._trace_unexpected_failure(sender=Task(), exception=expected)
+    tracing._trace_unexpected_failure(sender=Task(), exception=unexpected)
+    tracing._trace_unexpected_failure(sender=object(), exception=expected)
+    assert seen == [unexpected, expected]

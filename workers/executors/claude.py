@@ -31,14 +31,13 @@ the run cap and the budget bound the retries too):
 - timeout, cancel, lost lease, a git or Redis failure: transient;
 - budget spent or exceeded, run cap reached, the CLI not found: permanent.
 
-The CLI inherits the worker's environment without the ledger's credentials (``REDIS_URL``,
-``SWARM_REDIS_URL``): an agent that runs tools has no business rewriting the ledger. Pass
-``env={...}`` to add variables.
+The CLI inherits the worker's environment without the ledger's credentials (``REDIS_URL`` and
+the other secrets of ``workers.executors.environment``): an agent that runs tools has no business
+rewriting the ledger. Pass ``env={...}`` to add variables.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +64,6 @@ from workers.handlers import HandlerFn, PermanentError, TransientError
 
 STDOUT_LIMIT_BYTES = 4 * 1024 * 1024  # the envelope, its result text included
 OUTPUT_TAIL_BYTES = 16 * 1024  # stdout and stderr kept in the artifact of a malformed run
-LEDGER_SECRETS = ("REDIS_URL", "SWARM_REDIS_URL")  # not passed on to the CLI
 
 
 def claude(
@@ -114,7 +112,7 @@ def claude(
                 stdin=render(template, item).encode("utf-8"),
                 timeout=settings.claude_timeout_seconds if limits.timeout is None else limits.timeout,
                 cwd=where.path,
-                env=_child_env(extra_env),
+                env=extra_env,
                 stdout_limit=STDOUT_LIMIT_BYTES,
                 stderr_limit=OUTPUT_TAIL_BYTES,
             )
@@ -196,8 +194,3 @@ def _envelope_record(envelope: Envelope, total: float, done: process.Completed) 
         "exit_code": done.returncode,
         "seconds": done.seconds,
     }
-
-
-def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in LEDGER_SECRETS}
-    return env | dict(extra)

@@ -3,9 +3,13 @@
 ``run`` starts ``argv`` in a new session (so the whole group can be signalled), feeds it
 ``stdin`` from a temporary file (a child that never reads its input cannot block us), and keeps
 only the tail of its stdout and stderr. While it runs, the item's context is checked every
-``POLL_INTERVAL_S``: a timeout, a cancel or a lost lease stops the group (SIGTERM, then SIGKILL
-after ``TERM_GRACE_S``) and raises ``TransientError``. When the child exits, anything it left
-running in its group is killed too: nothing an item started outlives it.
+``POLL_INTERVAL_S``: a timeout (its own, or the handler's), a cancel or a lost lease stops the
+group (SIGTERM, then SIGKILL after ``TERM_GRACE_S``) and raises ``TransientError``. When the
+child exits, anything it left running in its group is killed too: nothing an item started
+outlives it.
+
+The child inherits the worker's environment without the swarm's secrets
+(``workers.executors.environment``), plus what its executor adds.
 
 A child that cannot be started at all (not found, not executable, a bad ``cwd``) raises
 ``PermanentError``: no retry will make it exist.
@@ -28,6 +32,7 @@ from typing import IO
 import structlog
 
 from workers.context import HandlerContext
+from workers.executors.environment import child_environment
 from workers.handlers import PermanentError, TransientError
 
 POLL_INTERVAL_S = 0.2  # how often a running child's item is checked for a cancel or a lost lease
@@ -90,11 +95,13 @@ def run(
     stdout_limit: int,
     stderr_limit: int,
 ) -> Completed:
-    """Runs ``argv`` to its exit; ``what`` names it in errors (e.g. ``"claude"``)."""
+    """Runs ``argv`` to its exit; ``what`` names it in errors (e.g. ``"claude"``). The child
+    inherits the worker's environment without the swarm's secrets, plus ``env``
+    (``workers.executors.environment``)."""
     stopped = _stop_reason(ctx)
     if stopped:
         raise TransientError(f"{what} not started: {stopped}")
-    proc = _start(argv, what, stdin, cwd, env)
+    proc = _start(argv, what, stdin, cwd, child_environment(env))
     out, err = Tail(stdout_limit), Tail(stderr_limit)
     pumps = [_pump(proc.stdout, out, "stdout"), _pump(proc.stderr, err, "stderr")]
     started = time.monotonic()
@@ -169,6 +176,8 @@ def _stop_reason(ctx: HandlerContext) -> str:
         return "the item's lease was lost"
     if ctx.cancelled:
         return "the item was cancelled"
+    if ctx.timed_out:
+        return "the handler's timeout ran out"
     return ""
 
 

@@ -26,12 +26,14 @@ Failures follow the handler contract (a transient one is retried with backoff an
 - the command cannot be started (not found, not executable, a missing ``cwd``): permanent.
 
 The error message carries the exit code and the last 2000 bytes of stderr.
+
+The command inherits the worker's environment without the ledger's credentials (``REDIS_URL``
+and the other secrets of ``workers.executors.environment``); ``env={...}`` adds variables.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,8 @@ def shell(
     """A handler that runs ``argv`` (a list, never a string) with the item as JSON on stdin.
 
     ``timeout`` is in seconds (None: no limit; a cancel still stops it). ``env`` is added to the
-    worker's environment. ``artifact`` names the artifact the run is recorded under.
+    worker's environment, which the command inherits without the ledger's credentials
+    (``workers.executors.environment``). ``artifact`` names the artifact the run is recorded under.
     """
     command = check_argv(argv)
     limit = check_timeout(timeout)
@@ -75,7 +78,7 @@ def shell(
             stdin=item.model_dump_json().encode("utf-8"),
             timeout=limit,
             cwd=cwd,
-            env={**os.environ, **extra_env},
+            env=extra_env,
             stdout_limit=STDOUT_LIMIT_BYTES,
             stderr_limit=OUTPUT_TAIL_BYTES,
         )

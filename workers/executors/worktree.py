@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from workers.executors.environment import child_environment
 from workers.handlers import TransientError
 
 GIT_TIMEOUT_S = 60.0  # one git command (worktree add on a large repository checks files out)
@@ -103,6 +104,7 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
             timeout=GIT_TIMEOUT_S,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=child_environment(),  # the repository's hooks run with it: no ledger credentials
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TransientError(f"git {args[0]} failed: {exc}") from None
