@@ -24,11 +24,12 @@ lint: install
 	$(BIN)/mypy swarm workers ceremonies
 	$(BIN)/lint-imports
 
-# The whole suite on two processes, then the ledger, beat and calendar tests again on the embedded
+# The whole suite on three processes (its integration tests mostly wait on workers and beats),
+# then the ledger, beat and calendar tests again on the embedded
 # Redis 6.2 server (the oldest supported).
 test: lint
-	$(BIN)/pytest -n 2 --dist worksteal
-	SWARM_TEST_REDIS=embedded $(BIN)/pytest -n 2 --dist worksteal -m redis_compat
+	$(BIN)/pytest -n 3 --dist worksteal --durations=15
+	SWARM_TEST_REDIS=embedded $(BIN)/pytest -n 3 --dist worksteal -m redis_compat
 
 bench: install
 	$(BIN)/python bench/bench_ledger.py
