@@ -11,6 +11,7 @@ children's agents carry the same node name as the main process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 
 import structlog
@@ -19,7 +20,14 @@ from swarm.errors import SwarmError
 from swarm.ledger import Ledger
 from swarm.models import Status
 
-log = structlog.get_logger("swarm.shutdown")
+SHUTDOWN_LOGGER = "swarm.shutdown"
+# Its stdlib logger exists before any signal arrives: the warm-shutdown line is logged from
+# Celery's SIGTERM handler, which may interrupt the main thread inside logging's own iteration
+# of its logger registry (redis-py sets a logger's level on each new PubSub, and that walks every
+# logger); creating a logger there changed the registry mid-walk, and the worker died with
+# "dictionary changed size during iteration" instead of shutting down warmly.
+logging.getLogger(SHUTDOWN_LOGGER)
+log = structlog.get_logger(SHUTDOWN_LOGGER)
 
 HELD_SCAN_LIMIT = 100_000  # held items looked at when a node releases its own
 
