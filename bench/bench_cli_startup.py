@@ -45,6 +45,8 @@ from typing import Any
 # Runnable as a plain script from anywhere: make the project importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import delete_matching
+
 from swarm.connection import client_from_url, redact
 from swarm.embedded import redis_for_checks
 from swarm.keys import Keys
@@ -54,7 +56,6 @@ from swarm.settings import Settings
 RATIO_TARGET = 2.0  # each command's median <= 2 x the baseline's
 AGENT = "bench-cli-agent"
 LEASE_S = 3600.0  # the items held for progress/complete outlive the whole run
-DELETE_BATCH = 500
 BASELINE = "python -c 'import redis' (baseline)"
 
 
@@ -170,18 +171,6 @@ def table(rows: dict[str, Any], notes: list[str]) -> str:
     return "\n".join(["", *lines, "", *notes, verdict])
 
 
-def drop(client: Any, prefix: str) -> int:
-    deleted, batch = 0, []
-    for key in client.scan_iter(match=Keys(prefix).tag + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= DELETE_BATCH:
-            deleted += int(client.delete(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.delete(*batch))
-    return deleted
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--redis-url", help="Redis to run against (default: REDIS_URL, local, embedded)")
@@ -223,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"a command failed: {exc}")
                 return 1
         finally:
-            deleted = drop(client, prefix)
+            deleted = delete_matching(client, [Keys(prefix).tag + "*"])
             client.close()
     rows = summary(runners)
     if args.json:

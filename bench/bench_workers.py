@@ -50,10 +50,10 @@ import redis
 # Runnable as a plain script from anywhere: make the project importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import delete_matching
 from noop_app import create_noop_app
 from worker_legs import MB, WORK_TYPE, Leg, Run, plain_leg, swarm_done, swarm_leg, table, wait_count
 from worker_procs import (
-    delete_matching,
     plain_worker,
     run_patterns,
     running,

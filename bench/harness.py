@@ -32,6 +32,21 @@ DELETE_BATCH = 500  # keys per DEL while cleaning up
 Op = Callable[[], object]
 
 
+def delete_matching(client: redis.Redis, patterns: Sequence[str]) -> int:
+    """Deletes every key matching one of ``patterns`` (SCAN, never KEYS)."""
+    deleted = 0
+    for pattern in patterns:
+        batch: list[bytes | str] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                deleted += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.delete(*batch))
+    return deleted
+
+
 @dataclass
 class Sample:
     """Timed operations, possibly over many chunks: per-op latencies, wall and CPU time (ns)."""
@@ -177,17 +192,7 @@ class Namespace:
         return Keys(self.prefix).tag + "*"
 
     def drop(self) -> int:
-        client = self.ledger.client
-        deleted = 0
-        batch: list[str] = []
-        for key in client.scan_iter(match=self.pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= DELETE_BATCH:
-                deleted += int(client.delete(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(client.delete(*batch))
-        return deleted
+        return delete_matching(self.ledger.client, [self.pattern])
 
 
 class Harness:

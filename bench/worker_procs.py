@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from noop_app import BROKER_ENV, QUEUE_ENV, TRANSPORT_ENV, transport_options_json
 
 from swarm.keys import DEFAULT_PREFIX, Keys
@@ -26,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 180.0  # ten cold workers importing Celery at once on a 2-core VM are slow
 STOP_TIMEOUT_S = 45.0  # a swarm worker's warm shutdown grace is 30 s; then SIGKILL
 READY_MARK = b" ready."
-DELETE_BATCH = 500
 _PR_SET_PDEATHSIG = 1  # Linux prctl: the child gets a signal when its parent dies
 
 
@@ -227,21 +225,6 @@ def settled_rss(
 
 
 # -- cleanup ------------------------------------------------------------------------------------
-
-
-def delete_matching(client: redis.Redis, patterns: Sequence[str]) -> int:
-    """Deletes every key matching one of ``patterns`` (SCAN, never KEYS)."""
-    deleted = 0
-    for pattern in patterns:
-        batch: list[bytes | str] = []
-        for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= DELETE_BATCH:
-                deleted += int(client.delete(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(client.delete(*batch))
-    return deleted
 
 
 def run_patterns(run_prefix: str) -> list[str]:
